@@ -1,0 +1,1 @@
+"""Adversarial attacks (PGD through advertorch, made importable on current torch)."""

@@ -1,0 +1,84 @@
+"""Everything a run leaves behind: config, metrics, tables, figures, and the final summary."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from explainlab.results.io import atomic_write_json, atomic_write_text, atomic_write_with
+
+
+class RunRecorder:
+    """Writes a run's outputs atomically under `output_dir` and mirrors them to the loggers.
+
+    Layout: config.yaml (resolved), metrics.json, results/<name>.csv, figures/<name>.png.
+    loggers: Lightning loggers; figures and tables also go to TensorBoard / wandb when active.
+    """
+
+    def __init__(self, output_dir: str | Path, loggers: list[Any] | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.loggers = list(loggers or [])
+        self.metrics: dict[str, Any] = {}
+        self.written: list[Path] = []
+
+    def _note(self, path: Path) -> Path:
+        if path not in self.written:
+            self.written.append(path)
+        return path
+
+    def save_config(self, cfg: DictConfig) -> Path:
+        return self._note(atomic_write_text(self.output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True)))
+
+    def log_metrics(self, metrics: dict[str, Any]) -> Path:
+        """Merge `metrics` into metrics.json (rewritten whole, atomically)."""
+        self.metrics.update(metrics)
+        return self._note(atomic_write_json(self.output_dir / "metrics.json", self.metrics))
+
+    def save_table(self, name: str, table: pd.DataFrame) -> Path:
+        """Tidy table -> results/<name>.csv; also a wandb Table when wandb is active."""
+        path = self.output_dir / "results" / f"{name}.csv"
+        atomic_write_with(path, lambda tmp: table.to_csv(tmp, index=False))
+        for logger in self.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_table(key=f"tables/{name}", dataframe=table)
+        return self._note(path)
+
+    def save_figure(self, name: str, figure: Any, *, dpi: int = 150) -> Path:
+        """Matplotlib figure -> figures/<name>.png; also logged to TensorBoard / wandb; then closed."""
+        import matplotlib.pyplot as plt
+
+        path = self.output_dir / "figures" / f"{name}.png"
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        atomic_write_with(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        for logger in self.loggers:
+            kind = type(logger).__name__
+            if kind == "TensorBoardLogger":
+                logger.experiment.add_figure(f"figures/{name}", figure)
+            elif kind == "WandbLogger":
+                logger.log_image(key=f"figures/{name}", images=[str(path)])
+        plt.close(figure)
+        return self._note(path)
+
+    def summary(self, title: str, headline: dict[str, Any], console: Console | None = None) -> str:
+        """Print a one-screen summary (headline metrics, run directory, files written); return its text."""
+        console = console or Console()
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column("key", style="bold")
+        table.add_column("value")
+        for key, value in headline.items():
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row("run directory", str(self.output_dir))
+        for path in sorted(self.written):
+            table.add_row("wrote", str(path.relative_to(self.output_dir)))
+        console.print(table)
+        with console.capture() as captured:
+            console.print(table)
+        return captured.get()

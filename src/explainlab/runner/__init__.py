@@ -1,0 +1,1 @@
+"""Lightning and Hydra glue: builds objects from the config and runs a method end to end."""

@@ -1,0 +1,90 @@
+"""LightningModule that trains and evaluates any image classifier of the `model` group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from explainlab.data.augment import random_crop_flip
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy training of `model` (inputs in [0, 1] pixel space).
+
+    optimizer: callable params -> torch.optim.Optimizer (a Hydra `_partial_`).
+    scheduler: callable optimizer -> LR scheduler, stepped once per epoch, or None.
+    crop_padding / hflip: batched augmentation applied to training batches on the device.
+    channels_last: run the model in channels-last memory format (faster convolutions on GPUs).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        *,
+        num_classes: int = 10,
+        crop_padding: int = 0,
+        hflip: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.crop_padding, self.hflip, self.channels_last = crop_padding, hflip, channels_last
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        metric = dict(task="multiclass", num_classes=num_classes)
+        self.train_acc = torchmetrics.Accuracy(**metric)
+        self.val_acc = torchmetrics.Accuracy(**metric)
+        self.test_acc = torchmetrics.Accuracy(**metric)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        if self.trainer is not None and self.trainer.training and (self.crop_padding or self.hflip):
+            x = random_crop_flip(x, self.crop_padding, self.hflip)
+        return x, y
+
+    def _step(self, batch: Any, stage: str, accuracy: torchmetrics.Metric) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        accuracy(logits, y)
+        on_step = stage == "train"
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(y)
+        )
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self(batch[0])
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.model.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
+        }

@@ -1,0 +1,126 @@
+"""Builds the objects of a run from its composed config: data, model, loggers, trainer, recorder."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from explainlab.data.base import ImageDataModule
+from explainlab.errors import ConfigValueError, check_int
+from explainlab.models.pixel_space import PixelSpaceModel
+from explainlab.results.recorder import RunRecorder
+
+# Keys that decide trained weights; anything else (paths, workers, taps, logging) does not.
+_MODEL_SPEC_KEYS = (
+    "_target_",
+    "name",
+    "num_classes",
+    "in_channels",
+    "image_size",
+    "mean",
+    "std",
+    "pretrained",
+    "checkpoint",
+    "weights",
+)
+_DATA_SPEC_DROP = (
+    "root",
+    "download",
+    "verify",
+    "num_workers",
+    "eval_batch_size",
+    "on_device",
+    "pin_memory",
+    "limit_val",
+    "limit_test",
+)
+_TRAINER_SPEC_KEYS = (
+    "max_epochs",
+    "max_steps",
+    "limit_train_batches",
+    "precision",
+    "accumulate_grad_batches",
+    "gradient_clip_val",
+    "devices",
+    "num_nodes",
+    "strategy",
+)
+
+
+class RunContext:
+    """Lazily built pieces of one run. `cfg` is the full composed config."""
+
+    def __init__(self, cfg: DictConfig, output_dir: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.output_dir = Path(output_dir or cfg.paths.output_dir)
+        validate_config(cfg)
+
+    @cached_property
+    def datamodule(self) -> ImageDataModule:
+        return instantiate(self.cfg.dataset)
+
+    @cached_property
+    def model(self) -> PixelSpaceModel:
+        model = instantiate(self.cfg.model)
+        check_model_fits_data(model, self.cfg)
+        return model
+
+    @cached_property
+    def loggers(self) -> list[Any]:
+        """The configured logger plus a CSV logger (the run's epoch table is read from it)."""
+        loggers = []
+        if self.cfg.get("logger"):
+            loggers.append(instantiate(self.cfg.logger))
+        if not any(isinstance(lg, CSVLogger) for lg in loggers):
+            loggers.append(CSVLogger(save_dir=str(self.output_dir), name="csv", version=""))
+        return loggers
+
+    @cached_property
+    def recorder(self) -> RunRecorder:
+        return RunRecorder(self.output_dir, self.loggers)
+
+    def trainer(self, callbacks: list[Any] | None = None, **overrides: Any) -> pl.Trainer:
+        return instantiate(self.cfg.trainer, logger=self.loggers, callbacks=callbacks or [], **overrides)
+
+    def training_spec(self) -> dict[str, Any]:
+        """Everything that determines trained weights; hashed into the checkpoint-cache key."""
+        cfg = OmegaConf.to_container(self.cfg, resolve=True)
+        model = {k: cfg["model"].get(k) for k in _MODEL_SPEC_KEYS}
+        data = {k: v for k, v in cfg["dataset"].items() if k not in _DATA_SPEC_DROP}
+        trainer = {k: cfg["trainer"].get(k) for k in _TRAINER_SPEC_KEYS}
+        return {"model": model, "dataset": data, "recipe": cfg["recipe"], "seed": cfg["seed"], "trainer": trainer}
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Fail early, naming the key, on values Hydra's schema-free configs cannot refuse themselves."""
+    check_int("seed", cfg.seed, minimum=0)
+    check_int("recipe.epochs", cfg.recipe.epochs, minimum=0)
+    check_int("recipe.batch_size", cfg.recipe.batch_size, minimum=1)
+    for key in ("crop_padding",):
+        check_int(f"recipe.augment.{key}", cfg.recipe.augment[key], minimum=0)
+
+
+def check_model_fits_data(model: torch.nn.Module, cfg: DictConfig) -> None:
+    """One dummy forward pass: a model that cannot take the data set's images fails here, clearly."""
+    c, s = cfg.dataset.get("in_channels", cfg.model.in_channels), cfg.model.image_size
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, c, s, s))
+    except RuntimeError as err:
+        raise ConfigValueError(
+            "model.name",
+            cfg.model.name,
+            f"a model that accepts {c}x{s}x{s} images of dataset {cfg.dataset._target_.rsplit('.', 1)[-1]} ({err})",
+        ) from err
+    finally:
+        model.train(was_training)
+    if out.shape[-1] != cfg.model.num_classes:
+        raise ConfigValueError("model.num_classes", cfg.model.num_classes, f"the model's {out.shape[-1]} outputs")

@@ -1,0 +1,219 @@
+"""`method=train` and `method=evaluate`: fit a classifier (or reuse a cached one) and score it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import pandas as pd
+import torchmetrics
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig
+
+from explainlab.errors import CheckpointError, check_choice
+from explainlab.results import figures
+from explainlab.runner.checkpoint_cache import CheckpointCache, cache_key
+from explainlab.runner.classifier import ClassifierModule
+from explainlab.runner.context import RunContext
+from explainlab.runner.inference import eval_device, score
+
+log = logging.getLogger(__name__)
+
+
+def build_module(ctx: RunContext) -> ClassifierModule:
+    recipe = ctx.cfg.recipe
+    scheduler = instantiate(recipe.scheduler) if recipe.get("scheduler") else None
+    return ClassifierModule(
+        ctx.model,
+        instantiate(recipe.optimizer),
+        scheduler,
+        num_classes=ctx.cfg.model.num_classes,
+        crop_padding=recipe.augment.crop_padding,
+        hflip=recipe.augment.hflip,
+        channels_last=ctx.cfg.model.get("channels_last", False),
+    )
+
+
+def epoch_table(ctx: RunContext) -> pd.DataFrame:
+    """Per-epoch means of the logged metrics (tidy: one row per epoch), from the CSV logger."""
+    csv = ctx.output_dir / "csv" / "metrics.csv"
+    if not csv.is_file():
+        return pd.DataFrame()
+    raw = pd.read_csv(csv)
+    cols = [c for c in raw.columns if c.endswith("_epoch") or c in ("val/loss", "val/acc", "train/acc")]
+    if "epoch" not in raw or not cols:
+        return pd.DataFrame()
+    table = raw.dropna(how="all", subset=cols).groupby("epoch")[cols].mean().reset_index()
+    return table.rename(columns=lambda c: c.removesuffix("_epoch"))
+
+
+def ensure_trained(ctx: RunContext, *, reuse: bool = True, resume: bool = True) -> dict[str, Any]:
+    """Train `ctx.model` under the recipe, or load the cached result of the same spec.
+
+    Returns {'cache_key', 'cache_path', 'cached' (bool), 'seconds', 'test/acc', 'test/loss'}.
+    """
+    pl.seed_everything(ctx.cfg.seed, workers=True)
+    spec = ctx.training_spec()
+    cache = CheckpointCache(ctx.cfg.paths.cache_dir)
+    key = cache_key(spec)
+    hit = cache.get(spec) if reuse else None
+    if hit is not None:
+        ctx.model.net.load_state_dict(hit["state_dict"])
+        log.info("reusing cached checkpoint %s", hit["path"])
+        return {
+            "cache_key": key,
+            "cache_path": str(hit["path"]),
+            "cached": True,
+            "seconds": 0.0,
+            "rank_zero": True,
+            **hit["metrics"],
+        }
+
+    module = build_module(ctx)
+    partial = cache.partial_path(spec)
+    last = ModelCheckpoint(
+        dirpath=str(partial.parent),
+        filename=partial.name.removesuffix(".ckpt"),
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    trainer = ctx.trainer(callbacks=[last])
+    ckpt_path = str(partial) if resume and partial.is_file() else None
+    if ckpt_path:
+        log.info("resuming interrupted training from %s", ckpt_path)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=ctx.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    seconds = time.perf_counter() - start
+    result = {
+        "cache_key": key,
+        "cache_path": None,
+        "cached": False,
+        "seconds": seconds,
+        "rank_zero": trainer.is_global_zero,
+    }
+    if not trainer.is_global_zero:  # DDP ranks > 0 (subprocess launcher) leave scoring and writing to rank 0
+        return result
+    tested, _, _ = score(ctx.model, ctx.datamodule.loader("test"), eval_device(ctx.cfg.trainer.get("accelerator")))
+    metrics = {"test/acc": tested["acc"], "test/loss": tested["loss"]}
+    result["cache_path"] = str(cache.put(spec, ctx.model.net.state_dict(), metrics))
+    partial.unlink(missing_ok=True)
+    return {**result, **metrics}
+
+
+def log_to_dashboards(ctx: RunContext, metrics: dict[str, float]) -> None:
+    """Send final metrics to TensorBoard / wandb. The CSV logger is skipped: after a spawned DDP
+    fit, a CSV writer opened in this process would replace the epoch log the workers wrote."""
+    for logger in ctx.loggers:
+        if not isinstance(logger, CSVLogger):
+            logger.log_metrics(metrics)
+            logger.save()
+
+
+class TrainTask:
+    """`method=train`: fit the model, test it, write the epoch table, curves and summary.
+
+    reuse: load a cached checkpoint of the same spec instead of training again.
+    resume: continue an interrupted training of the same spec from its last epoch.
+    """
+
+    def __init__(self, reuse: bool = True, resume: bool = True) -> None:
+        self.reuse, self.resume = reuse, resume
+
+    def __call__(self, cfg: DictConfig) -> dict[str, Any]:
+        ctx = RunContext(cfg)
+        result = ensure_trained(ctx, reuse=self.reuse, resume=self.resume)
+        if not result.pop("rank_zero"):
+            return result
+        rec = ctx.recorder
+        rec.save_config(cfg)
+        epochs = epoch_table(ctx)
+        if len(epochs):
+            rec.save_table("epochs", epochs)
+            rec.save_figure("training_curves", figures.training_curves(epochs))
+        rec.save_table(
+            "test",
+            pd.DataFrame([{"split": "test", "accuracy": result.get("test/acc"), "loss": result.get("test/loss")}]),
+        )
+        log_to_dashboards(ctx, {k: v for k, v in result.items() if k.startswith("test/")})
+        rec.log_metrics(result)
+        headline = {
+            "test accuracy": result.get("test/acc"),
+            "test loss": result.get("test/loss"),
+            "training time": f"{result['seconds']:.1f} s",
+            "checkpoint": result["cache_path"] + (" (reused from cache)" if result["cached"] else ""),
+        }
+        rec.summary(f"explainlab train: {cfg.model.name} on {ctx.datamodule.name}", headline)
+        return result
+
+
+class EvaluateTask:
+    """`method=evaluate`: accuracy and loss of a trained model on one split, with a confusion matrix.
+
+    Weights come from model.checkpoint or model.pretrained when set, else from the checkpoint
+    cache entry of the same spec (trained by `method=train`).
+    split: 'test', 'val' or 'train'.
+    """
+
+    def __init__(self, split: str = "test", progress: bool = True) -> None:
+        check_choice("method.split", split, ("test", "val", "train"))
+        self.split, self.progress = split, progress
+
+    def __call__(self, cfg: DictConfig) -> dict[str, Any]:
+        ctx = RunContext(cfg)
+        source = cfg.model.get("checkpoint") or cfg.model.get("pretrained")
+        if not source:
+            hit = CheckpointCache(cfg.paths.cache_dir).get(ctx.training_spec())
+            if hit is None:
+                raise CheckpointError(
+                    "no weights to evaluate: set model.checkpoint=PATH or model.pretrained, "
+                    "or run method=train with the same model, dataset, recipe and seed first."
+                )
+            ctx.model.net.load_state_dict(hit["state_dict"])
+            source = str(hit["path"])
+        device = eval_device(cfg.trainer.get("accelerator"))
+        scored, logits, labels = score(ctx.model, ctx.datamodule.loader(self.split), device, progress=self.progress)
+        num_classes = cfg.model.num_classes
+        preds = logits.argmax(1)
+        result = {f"{self.split}/{k}": v for k, v in scored.items()} | {"weights": source}
+        confusion = torchmetrics.functional.confusion_matrix(preds, labels, task="multiclass", num_classes=num_classes)
+        classes = list(ctx.datamodule.classes) or [str(i) for i in range(num_classes)]
+        per_class = pd.DataFrame(
+            {
+                "class": classes,
+                "n": confusion.sum(1).tolist(),
+                "accuracy": (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist(),
+            }
+        )
+        rec = ctx.recorder
+        rec.save_config(cfg)
+        rec.save_table(
+            "evaluation",
+            pd.DataFrame(
+                [
+                    {
+                        "split": self.split,
+                        "n": len(labels),
+                        "accuracy": result[f"{self.split}/acc"],
+                        "loss": result[f"{self.split}/loss"],
+                    }
+                ]
+            ),
+        )
+        rec.save_table("per_class", per_class)
+        rec.save_figure("confusion_matrix", figures.confusion_matrix(confusion.numpy(), classes))
+        log_to_dashboards(ctx, {k: v for k, v in result.items() if isinstance(v, float)})
+        rec.log_metrics(result)
+        rec.summary(
+            f"explainlab evaluate: {cfg.model.name} on {ctx.datamodule.name} ({self.split})",
+            {
+                f"{self.split} accuracy": result[f"{self.split}/acc"],
+                f"{self.split} loss": result[f"{self.split}/loss"],
+                "images": len(labels),
+                "weights": source,
+            },
+        )
+        return result
