@@ -66,5 +66,5 @@ def test_submitit_launchers_compose(compose) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from explainlab.config import compose_config  # noqa: F401  (compose fixture resolves)
 
-    for launcher in ("submitit_local", "submitit_slurm"):
+    for launcher in ("submitit_local", "submitit_slurm", "slurm_ddp"):
         compose([f"hydra/launcher={launcher}"])

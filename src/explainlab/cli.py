@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 from explainlab.errors import ExplainlabError
 
@@ -26,6 +29,8 @@ from explainlab.errors import ExplainlabError
 CONF_DIR = os.environ.get("EXPLAINLAB_CONF") or str(Path(__file__).resolve().parents[2] / "conf")
 
 log = logging.getLogger("explainlab")
+
+_DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "PL_GLOBAL_SEED")
 
 
 def quiet_library_logs() -> None:
@@ -44,8 +49,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return task(cfg)
 
 
+def pin_ddp_children_to_this_job() -> None:
+    """Make DDP worker processes re-enter this sweep job, not start a new sweep.
+
+    Lightning's `ddp` strategy starts ranks > 0 by re-running the command line plus
+    `hydra.run.dir=<HydraConfig.run.dir>`. In a multirun, the command line holds `-m` and the
+    sweep, and run.dir is not the job's folder: every worker would launch the whole sweep again
+    into fresh folders. Replacing argv by this job's own overrides and run.dir by this job's output
+    folder makes every rank of job N run job N in job N's folder.
+    """
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg.run):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    pin_ddp_children_to_this_job()
+    ddp_environment = {name: os.environ.get(name) for name in _DDP_ENV}
     try:
         metrics = run(cfg)
     except (ExplainlabError, InstantiationException) as err:
@@ -59,5 +83,16 @@ def main(cfg: DictConfig) -> float | None:
         log.error("%s", cause)
         print(f"explainlab: error: {cause}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        # The next job of a sequential sweep starts a new DDP group with new worker processes.
+        # Lightning leaves LOCAL_RANK etc. in this process's environment; the next job would take
+        # them to mean that someone else launches its workers, and wait for them forever.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for name, value in ddp_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     objective = metrics.get("objective") if isinstance(metrics, dict) else None
     return float(objective) if objective is not None else None
