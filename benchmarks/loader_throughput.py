@@ -18,7 +18,7 @@ from explainlab.data.base import EpochShuffleSampler, ImageTensorDataset, batch_
 
 def images_per_second(loader: DataLoader, n: int) -> float:
     start = time.perf_counter()
-    for x, _ in loader:
+    for _ in loader:
         pass
     return n / (time.perf_counter() - start)
 
@@ -30,13 +30,19 @@ def main() -> None:
     args = parser.parse_args()
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (args.images,))
-    ours = DataLoader(ImageTensorDataset(images, labels), batch_size=args.batch,
-                      sampler=EpochShuffleSampler(args.images, 0), collate_fn=batch_collate)
+    ours = DataLoader(
+        ImageTensorDataset(images, labels),
+        batch_size=args.batch,
+        sampler=EpochShuffleSampler(args.images, 0),
+        collate_fn=batch_collate,
+    )
     floats = images.float().div(255)
     plain = DataLoader(TensorDataset(floats, labels), batch_size=args.batch, shuffle=True)
     a, b = images_per_second(ours, args.images), images_per_second(plain, args.images)
-    print(f"| {datetime.date.today()} | CPU, {torch.get_num_threads()} threads | {args.images} | {args.batch} | "
-          f"{a:,.0f} | {b:,.0f} | {a / b:.1f}x |")
+    print(
+        f"| {datetime.date.today()} | CPU, {torch.get_num_threads()} threads | {args.images} | {args.batch} | "
+        f"{a:,.0f} | {b:,.0f} | {a / b:.1f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -49,3 +49,39 @@ def test_pgd_stays_in_the_ball_and_raises_the_loss() -> None:
     assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     loss = torch.nn.functional.cross_entropy
     assert loss(model(adv), y) > loss(model(x), y)
+
+
+def _tiny_cnn() -> torch.nn.Module:
+    from explainlab.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("small_cnn", image_size=8, mean=(0.5,), std=(0.3,)).double().eval()
+
+
+def test_native_pgd_equals_advertorch_without_random_start() -> None:
+    from explainlab.attacks.pgd import LinfPGD
+
+    model = _tiny_cnn()
+    x = torch.rand(16, 1, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (16,))
+    for targeted in (False, True):
+        kw = dict(eps=0.05, steps=7, step=0.01, random_start=False, targeted=targeted, batch_size=5)
+        ours = LinfPGD(backend="native", **kw).perturb(model, x, y)
+        theirs = LinfPGD(backend="advertorch", **kw).perturb(model, x, y)
+        assert torch.allclose(ours, theirs, atol=1e-12)
+    # With the same seed the random starts coincide too.
+    torch.manual_seed(3)
+    a = LinfPGD(eps=0.05, steps=3, backend="native").perturb(model, x, y)
+    torch.manual_seed(3)
+    b = LinfPGD(eps=0.05, steps=3, backend="advertorch").perturb(model, x, y)
+    assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_compat_clip_normalized_leaves_the_eps_ball() -> None:
+    from explainlab.attacks.pgd import LinfPGD
+
+    model = _tiny_cnn()
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64)
+    y = torch.zeros(4, dtype=torch.long)
+    adv = LinfPGD(eps=0.01, steps=2, random_start=False, compat_clip_normalized=True).perturb(model, x, y)
+    assert (adv - x).abs().max() > 0.1  # clipping in normalised units moved pixels far beyond eps

@@ -67,17 +67,31 @@ class RunRecorder:
         plt.close(figure)
         return self._note(path)
 
+    def _written_lines(self, per_folder: int = 8) -> list[str]:
+        """Files written, relative to the run directory; a folder with many files is one line."""
+        by_folder: dict[str, list[str]] = {}
+        for path in sorted(self.written):
+            rel = path.relative_to(self.output_dir)
+            by_folder.setdefault(str(rel.parent), []).append(str(rel))
+        lines = []
+        for folder, files in by_folder.items():
+            if len(files) > per_folder:
+                lines.append(f"{folder}/ ({len(files)} files)")
+            else:
+                lines.extend(files)
+        return lines
+
     def summary(self, title: str, headline: dict[str, Any], console: Console | None = None) -> str:
         """Print a one-screen summary (headline metrics, run directory, files written); return its text."""
         console = console or Console()
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column("key", style="bold")
-        table.add_column("value")
+        table.add_column("value", overflow="fold")
         for key, value in headline.items():
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
         table.add_row("run directory", str(self.output_dir))
-        for path in sorted(self.written):
-            table.add_row("wrote", str(path.relative_to(self.output_dir)))
+        for line in self._written_lines():
+            table.add_row("wrote", line)
         console.print(table)
         with console.capture() as captured:
             console.print(table)

@@ -113,6 +113,21 @@ def log_to_dashboards(ctx: RunContext, metrics: dict[str, float]) -> None:
             logger.save()
 
 
+def write_training_outputs(ctx: RunContext, result: dict[str, Any]) -> None:
+    """Config, epoch table and curves (when this run trained), test table and metrics of a training."""
+    rec = ctx.recorder
+    rec.save_config(ctx.cfg)
+    epochs = epoch_table(ctx)
+    if len(epochs):
+        rec.save_table("epochs", epochs)
+        rec.save_figure("training_curves", figures.training_curves(epochs))
+    rec.save_table(
+        "test", pd.DataFrame([{"split": "test", "accuracy": result.get("test/acc"), "loss": result.get("test/loss")}])
+    )
+    log_to_dashboards(ctx, {k: v for k, v in result.items() if k.startswith("test/")})
+    rec.log_metrics(result)
+
+
 class TrainTask:
     """`method=train`: fit the model, test it, write the epoch table, curves and summary.
 
@@ -128,25 +143,14 @@ class TrainTask:
         result = ensure_trained(ctx, reuse=self.reuse, resume=self.resume)
         if not result.pop("rank_zero"):
             return result
-        rec = ctx.recorder
-        rec.save_config(cfg)
-        epochs = epoch_table(ctx)
-        if len(epochs):
-            rec.save_table("epochs", epochs)
-            rec.save_figure("training_curves", figures.training_curves(epochs))
-        rec.save_table(
-            "test",
-            pd.DataFrame([{"split": "test", "accuracy": result.get("test/acc"), "loss": result.get("test/loss")}]),
-        )
-        log_to_dashboards(ctx, {k: v for k, v in result.items() if k.startswith("test/")})
-        rec.log_metrics(result)
-        headline = {
+        write_training_outputs(ctx, result)
+        result_headline = {
             "test accuracy": result.get("test/acc"),
             "test loss": result.get("test/loss"),
             "training time": f"{result['seconds']:.1f} s",
             "checkpoint": result["cache_path"] + (" (reused from cache)" if result["cached"] else ""),
         }
-        rec.summary(f"explainlab train: {cfg.model.name} on {ctx.datamodule.name}", headline)
+        ctx.recorder.summary(f"explainlab train: {cfg.model.name} on {ctx.datamodule.name}", result_headline)
         return result
 
 

@@ -1,0 +1,67 @@
+"""What the library networks' prediction inputs P tell: confusion index (Eq. 4), consistency
+of predictions across layers (CPL, Eq. 5) and its AUROC as an adversarial-input detector."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+
+def confusion_index(scores: torch.Tensor, labels: torch.Tensor, *, variant: str = "paper") -> torch.Tensor:
+    """Confusion index between classes, (C, C): row d1 = true class, column d2 = possible answer.
+
+    scores: P (N, C) from `LibraryNetwork.predict_scores`; labels: (N,) true classes.
+    Only samples whose library prediction is correct (argmax P = label) count.
+    variant 'paper' (Eq. 4): CA(d1, d2) = Σ_k softmax(P^k)_d1 softmax(P^k)_d2 over those samples
+        with label d1, and CI(d1, d2) = CA(d1, d2) / CA(d1, d1) (diagonal 1).
+    variant 'original' (the paper's code): per sample exp(P_c - P_label) summed into row label,
+        each row divided by its number of samples, diagonal set to 0.
+    Rows without a correct sample are 0.
+    """
+    n_classes = scores.shape[1]
+    correct = scores.argmax(1) == labels
+    p, y = scores[correct].double(), labels[correct]
+    onehot = torch.nn.functional.one_hot(y, n_classes).double()  # (n, C)
+    if variant == "paper":
+        prob = torch.softmax(p, dim=1)
+        ca = onehot.T @ (prob * prob.gather(1, y[:, None]))  # row d1: Σ_k p_d1 p_d2 over label d1
+        diag = ca.diagonal().clone()
+        return torch.where(diag[:, None] > 0, ca / diag.clamp_min(1e-300)[:, None], torch.zeros_like(ca))
+    if variant == "original":
+        rel = torch.exp(p - p.gather(1, y[:, None]))
+        sums = onehot.T @ rel
+        counts = onehot.sum(0)
+        ci = sums / counts.clamp_min(1)[:, None]
+        ci.fill_diagonal_(0)
+        return ci
+    raise ValueError(f"variant={variant!r} is invalid: expected 'paper' or 'original'.")
+
+
+def consistency(
+    scores_by_layer: Mapping[str, torch.Tensor], *, pairs: Sequence[tuple[str, str]] | None = None, softmax: bool = True
+) -> torch.Tensor:
+    """CPL per input (N,): mean over layer pairs of cos(P_i, P_j) (Eq. 5).
+
+    scores_by_layer: {layer: P (N, C)}; pairs: which layer pairs (default: all pairs i < j);
+    softmax: apply a softmax to each P first (as the original code did).
+    """
+    layers = list(scores_by_layer)
+    pairs = list(pairs) if pairs is not None else list(combinations(layers, 2))
+    if not pairs:
+        raise ValueError("CPL needs at least two layers (one pair).")
+    vecs = {k: torch.softmax(v.double(), 1) if softmax else v.double() for k, v in scores_by_layer.items()}
+    cos = [torch.nn.functional.cosine_similarity(vecs[a], vecs[b], dim=1) for a, b in pairs]
+    return torch.stack(cos).mean(0)
+
+
+def detection_auroc(cpl_clean: torch.Tensor, cpl_adversarial: torch.Tensor) -> float:
+    """AUROC of 'low CPL means adversarial' (adversarial = positive class; score = -CPL)."""
+    scores = -torch.cat([cpl_clean, cpl_adversarial]).double().cpu().numpy()
+    is_adv = np.r_[np.zeros(len(cpl_clean)), np.ones(len(cpl_adversarial))]
+    if len(cpl_clean) == 0 or len(cpl_adversarial) == 0:
+        raise ValueError("AUROC needs at least one clean and one adversarial input.")
+    return float(roc_auc_score(is_adv, scores))

@@ -1,0 +1,284 @@
+"""Library networks over hidden activation patterns (paper 001, Lee 2019, Eq. 1-3).
+
+A library stores the novel HAPs of one layer: visiting samples in data set order, a sample becomes
+a node iff its largest cosine similarity to the nodes stored so far is below the threshold θ
+(Eq. 1; the first sample is always stored). Hebbian links connect nodes to the DNN's answers
+(Eq. 2) and predict them from the top-k most similar nodes (Eq. 3).
+
+Construction is exact and batched: a block of samples is compared with the whole library in one
+matrix product; only the block's candidates (those novel w.r.t. the library) need a sequential
+decision among themselves, made on their small Gram matrix. Several thresholds are built in one
+pass over the data (`build_libraries`): each block is multiplied once with the union of all
+libraries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from explainlab.results.io import atomic_path
+
+HEBBIAN_WIDTH = 0.01  # g(x) = exp(-(1 - x) / 0.01), Eq. 2
+
+
+def _check_threshold(threshold: float) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 < float(threshold) <= 1.0:
+        raise ValueError(f"threshold={threshold!r} is invalid: a cosine threshold must lie in (-1, 1].")
+    return float(threshold)
+
+
+def normalize_haps(haps: torch.Tensor, *, allow_zero: bool = False, what: str = "haps") -> torch.Tensor:
+    """Rows flattened and L2-normalised, (N, D). All-zero rows are refused unless `allow_zero`,
+    in which case they stay zero (cosine 0 to everything). NaN/inf rows are always refused."""
+    flat = haps.reshape(len(haps), -1)
+    if not torch.isfinite(flat).all():
+        bad = (~torch.isfinite(flat)).any(1).nonzero().flatten()
+        raise ValueError(f"{what} hold NaN or inf in {len(bad)} rows (first: {bad[:5].tolist()}).")
+    norms = flat.norm(dim=1, keepdim=True)
+    zero = norms.squeeze(1) == 0
+    if zero.any() and not allow_zero:
+        idx = zero.nonzero().flatten()
+        raise ValueError(
+            f"{what} has {len(idx)} all-zero rows (first: {idx[:5].tolist()}); their cosine similarity "
+            f"is undefined. Pass allow_zero=True to give them similarity 0 and never store them."
+        )
+    return flat / norms.clamp_min(torch.finfo(flat.dtype).tiny)
+
+
+def _blocks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _is_novel(max_sim: torch.Tensor, threshold: float) -> torch.Tensor:
+    """max_sim < θ. At θ = 1, cosines within a few ulp of 1 count as duplicates (not novel)."""
+    novel = max_sim < threshold
+    if threshold >= 1.0:
+        novel &= max_sim < 1.0 - 8 * torch.finfo(max_sim.dtype).eps
+    return novel
+
+
+def _sequential_accept(gram: torch.Tensor, threshold: float) -> list[int]:
+    """Indices i (in order) accepted by: i is accepted iff its cosine with every earlier accepted
+    candidate is below θ. `gram` is the candidates' (c, c) cosine matrix."""
+    conflict = (~_is_novel(gram, threshold)).cpu().numpy()
+    np.fill_diagonal(conflict, False)
+    blocked = np.zeros(len(conflict), dtype=bool)
+    accepted = []
+    i = 0
+    while i < len(conflict):
+        accepted.append(i)
+        blocked |= conflict[i]
+        free = np.flatnonzero(~blocked[i + 1 :])
+        if not len(free):
+            break
+        i += 1 + int(free[0])
+    return accepted
+
+
+class _GrowingRows:
+    """Row buffer with amortised O(1) appends (capacity doubles), for the union of library nodes."""
+
+    def __init__(self, dim: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.data = torch.empty(64, dim, dtype=dtype, device=device)
+        self.size = 0
+
+    def append(self, rows: torch.Tensor) -> None:
+        need = self.size + len(rows)
+        if need > len(self.data):
+            grown = torch.empty(
+                max(need, 2 * len(self.data)), self.data.shape[1], dtype=self.data.dtype, device=self.data.device
+            )
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : need] = rows
+        self.size = need
+
+    @property
+    def rows(self) -> torch.Tensor:
+        return self.data[: self.size]
+
+
+def build_libraries(
+    haps: torch.Tensor,
+    thresholds: Sequence[float],
+    *,
+    block_size: int = 4096,
+    device: torch.device | str | None = None,
+    allow_zero: bool = False,
+    progress: bool = False,
+) -> dict[float, torch.Tensor]:
+    """Node indices (into `haps`) of the library of each threshold, built in one pass over the data.
+
+    haps: (N, ...) patterns in data set order, any scale (rows are L2-normalised here), on the CPU
+        or the device; float16 inputs are computed in float32.
+    Returns {θ: LongTensor of sample indices, increasing}. Memory: a (block, D) slice and one
+    (block, |union of libraries|) similarity matrix at a time; never (N, |L|).
+    """
+    thresholds = [_check_threshold(t) for t in thresholds]
+    device = torch.device(device) if device is not None else haps.device
+    dtype = haps.dtype if haps.dtype in (torch.float32, torch.float64) else torch.float32
+    dim = int(np.prod(haps.shape[1:]))
+    union = _GrowingRows(dim, dtype, device)
+    members = {t: torch.zeros(0, dtype=torch.bool, device=device) for t in thresholds}  # masks over union
+    nodes: dict[float, list[torch.Tensor]] = {t: [] for t in thresholds}
+    iterator: Iterator[slice] = _blocks(len(haps), block_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(list(iterator), desc="library construction", leave=False)
+    for sl in iterator:
+        x = normalize_haps(haps[sl].to(device=device, dtype=dtype), allow_zero=allow_zero)
+        valid = x.abs().amax(1) > 0
+        sims = x @ union.rows.T if union.size else None
+        accepted: dict[float, torch.Tensor] = {}
+        for t in thresholds:
+            cand = valid
+            if sims is not None and members[t].any():
+                cand = valid & _is_novel(sims[:, members[t]].amax(1), t)
+            cand = cand.nonzero().flatten()
+            accepted[t] = cand[_sequential_accept(x[cand] @ x[cand].T, t)] if len(cand) else cand
+        new_rows = torch.unique(torch.cat(list(accepted.values())))  # sorted block rows
+        if not len(new_rows):
+            continue
+        position = torch.full((len(x),), -1, dtype=torch.long, device=device)
+        position[new_rows] = torch.arange(union.size, union.size + len(new_rows), device=device)
+        union.append(x[new_rows])
+        for t in thresholds:
+            grown = torch.zeros(union.size, dtype=torch.bool, device=device)
+            grown[: len(members[t])] = members[t]
+            grown[position[accepted[t]]] = True
+            members[t] = grown
+            nodes[t].append(accepted[t].cpu() + sl.start)
+    return {t: torch.cat(nodes[t]) if nodes[t] else torch.zeros(0, dtype=torch.long) for t in thresholds}
+
+
+class LibraryNetwork:
+    """Library of novel hidden activation patterns of one layer (paper 001, Eq. 1-3).
+
+    threshold: a pattern is stored iff its largest cosine similarity to the library is below it,
+        in (-1, 1].
+    block_size: samples compared with the library per matrix product (memory vs speed).
+    device: where the products run (default: where the inputs are).
+    allow_zero: accept all-zero patterns (similarity 0 to everything, never stored) instead of
+        refusing them.
+
+    Learned state: nodes_ (L, D) unit vectors, node_index_ (L,) indices of the stored samples,
+    links_ (n_classes, L) Hebbian functional connections W^F (after `associate`).
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        *,
+        block_size: int = 4096,
+        device: torch.device | str | None = None,
+        allow_zero: bool = False,
+    ) -> None:
+        self.threshold = _check_threshold(threshold)
+        self.block_size, self.device, self.allow_zero = block_size, device, allow_zero
+
+    # -- construction (Eq. 1) ---------------------------------------------------------------------
+    def fit(self, haps: torch.Tensor) -> LibraryNetwork:
+        """haps: (N, ...) training patterns in data set order. Sets node_index_ and nodes_ (L, D)."""
+        index = build_libraries(
+            haps, [self.threshold], block_size=self.block_size, device=self.device, allow_zero=self.allow_zero
+        )[self.threshold]
+        return self.set_nodes(haps[index], index)
+
+    def set_nodes(self, node_haps: torch.Tensor, index: torch.Tensor) -> LibraryNetwork:
+        """Install an already-selected library (e.g. from `build_libraries`): node_haps (L, ...)."""
+        if len(index) == 0:
+            raise ValueError("the library is empty: no pattern was stored (all inputs refused or absent).")
+        dtype = node_haps.dtype if node_haps.dtype in (torch.float32, torch.float64) else torch.float32
+        device = self.device if self.device is not None else node_haps.device
+        self.nodes_ = normalize_haps(node_haps.to(device=device, dtype=dtype), what="library nodes")
+        self.node_index_ = index.cpu()
+        return self
+
+    @property
+    def size_(self) -> int:
+        return len(self.node_index_)
+
+    def similarities(self, haps: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Yield (rows, cosines (B, L)) block by block: h^k of Eq. 1 for every node."""
+        self._check_fitted()
+        for sl in _blocks(len(haps), self.block_size):
+            x = normalize_haps(haps[sl].to(self.nodes_), allow_zero=self.allow_zero)
+            yield sl, x @ self.nodes_.T
+
+    # -- Hebbian links (Eq. 2) --------------------------------------------------------------------
+    def associate(self, haps: torch.Tensor, dnn_pred: torch.Tensor, n_classes: int) -> LibraryNetwork:
+        """W^F[m, n] = Σ_k g(h_n^k) O_m^k with g(x) = exp(-(1 - x)/0.01), O^k = +1 at the DNN's
+        answer and -1 elsewhere. haps (N, ...), dnn_pred (N,) class indices. Sets links_ (n_classes, L)."""
+        if len(haps) != len(dnn_pred):
+            raise ValueError(f"haps ({len(haps)}) and dnn_pred ({len(dnn_pred)}) differ in length.")
+        links = torch.zeros(n_classes, self.size_, dtype=self.nodes_.dtype, device=self.nodes_.device)
+        for sl, sims in self.similarities(haps):
+            g = torch.exp((sims - 1.0) / HEBBIAN_WIDTH)
+            answers = torch.nn.functional.one_hot(dnn_pred[sl].to(sims.device).long(), n_classes).to(g.dtype)
+            links += (2 * answers - 1).T @ g
+        self.links_ = links
+        self.n_classes_ = n_classes
+        return self
+
+    # -- prediction (Eq. 3) -----------------------------------------------------------------------
+    def predict_scores(self, haps: torch.Tensor, top_k: int = 3) -> torch.Tensor:
+        """P (N, n_classes): P_m = Σ_{a in top_k nodes} W^F[m, a] · h_a (Eq. 3)."""
+        if not hasattr(self, "links_"):
+            raise RuntimeError("call associate() before predict_scores().")
+        k = min(top_k, self.size_)
+        out = []
+        for _, sims in self.similarities(haps):
+            values, idx = sims.topk(k, dim=1)
+            out.append(torch.einsum("bk,mbk->bm", values, self.links_[:, idx]))
+        return torch.cat(out)
+
+    def predict(self, haps: torch.Tensor, top_k: int = 3) -> torch.Tensor:
+        """Predicted class per pattern, (N,)."""
+        return self.predict_scores(haps, top_k).argmax(1)
+
+    # -- persistence --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, layer: str, model_hash: str) -> Path:
+        """Write nodes, indices, θ, links (if any), layer and model hash (weights-only file, atomic)."""
+        self._check_fitted()
+        state = {
+            "format": 1,
+            "threshold": self.threshold,
+            "layer": layer,
+            "model_hash": model_hash,
+            "nodes": self.nodes_.cpu(),
+            "node_index": self.node_index_,
+        }
+        if hasattr(self, "links_"):
+            state["links"] = self.links_.cpu()
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, layer: str, model_hash: str, **kwargs) -> LibraryNetwork:
+        """Read a saved library; refuse one built for another layer or model."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"{path} is not a readable library file: {err}") from err
+        if state.get("layer") != layer or state.get("model_hash") != model_hash:
+            raise ValueError(
+                f"{path} holds a library of layer {state.get('layer')!r} of model "
+                f"{state.get('model_hash')!r}, not of layer {layer!r} of model {model_hash!r}."
+            )
+        lib = cls(state["threshold"], **kwargs)
+        lib.nodes_, lib.node_index_ = state["nodes"], state["node_index"]
+        if "links" in state:
+            lib.links_, lib.n_classes_ = state["links"], state["links"].shape[0]
+        return lib
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "nodes_"):
+            raise RuntimeError("this LibraryNetwork is not fitted: call fit() first.")

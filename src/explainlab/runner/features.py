@@ -1,0 +1,140 @@
+"""Hidden activation patterns (HAPs) of whole data splits, batched, and cached on disk.
+
+A cache entry holds one layer of one split for one set of weights; it is keyed by the model's
+weight fingerprint, the data spec, the split and the layer, stores that key inside, and is read
+with `torch.load(weights_only=True, mmap=True)` and checked against the key before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from explainlab.errors import CheckpointError
+from explainlab.models.layers import ActivationRecorder, resolve_layers
+from explainlab.results.io import atomic_path
+
+
+class _Enough(Exception):
+    """Raised inside a hook to stop a forward pass once every requested layer has fired."""
+
+
+@torch.no_grad()
+def extract(
+    model: nn.Module,
+    batches: Iterable,
+    layers: Sequence[str],
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    with_logits: bool = True,
+    progress: bool = False,
+    total: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Flattened outputs of `layers` for every batch (x, y), on the CPU, in loader order.
+
+    Returns {layer: (N, D) in `dtype`, 'logits': (N, K) float32 (if with_logits), 'labels': (N,)}.
+    Without logits the forward pass stops after the last requested layer has fired.
+    """
+    model.eval().to(device)
+    modules = resolve_layers(model, layers, key="method.layers")
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in [*layers, "logits", "labels"]}
+    fired: set[str] = set()
+
+    def stop_when_done(name: str):
+        def hook(*_: Any) -> None:
+            fired.add(name)
+            if not with_logits and fired >= set(layers):
+                raise _Enough
+
+        return hook
+
+    # The recorder's hooks are registered first, so they run before the stopping hooks.
+    with ActivationRecorder(model, layers) as rec:
+        handles = [m.register_forward_hook(stop_when_done(n)) for n, m in modules.items()]
+        try:
+            for x, y in tqdm(batches, desc="activations", total=total, disable=not progress, leave=False):
+                fired.clear()
+                try:
+                    logits = model(x.to(device))
+                    out["logits"].append(logits.float().cpu())
+                except _Enough:
+                    pass
+                for name in layers:
+                    out[name].append(rec.activations[name].flatten(1).to(dtype).cpu())
+                out["labels"].append(y.cpu())
+        finally:
+            for h in handles:
+                h.remove()
+    return {k: torch.cat(v) for k, v in out.items() if v}
+
+
+class FeatureCache:
+    """`<cache_dir>/haps/<key>.pt`: one layer of one split, keyed by weights, data, split and layer."""
+
+    def __init__(self, cache_dir: str | Path) -> None:
+        self.folder = Path(cache_dir) / "haps"
+
+    @staticmethod
+    def _key(spec: dict[str, Any]) -> tuple[str, str]:
+        text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:24], text
+
+    def get(self, spec: dict[str, Any]) -> torch.Tensor | None:
+        digest, text = self._key(spec)
+        path = self.folder / f"{digest}.pt"
+        if not path.is_file():
+            return None
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:
+            raise CheckpointError(f"activation cache {path} is unreadable ({err}); delete it.") from err
+        if not isinstance(entry, dict) or entry.get("spec") != text:
+            raise CheckpointError(f"activation cache {path} was written for another key; delete it.")
+        return entry["values"]
+
+    def put(self, spec: dict[str, Any], values: torch.Tensor) -> Path:
+        digest, text = self._key(spec)
+        path = self.folder / f"{digest}.pt"
+        with atomic_path(path) as tmp:
+            torch.save({"spec": text, "values": values.contiguous()}, tmp)
+        return path
+
+
+def cached_split_features(
+    model: nn.Module,
+    loader: Iterable,
+    layers: Sequence[str],
+    *,
+    spec: dict[str, Any],
+    cache: FeatureCache | None,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Like `extract` (with logits), but layers, logits and labels come from `cache` when present.
+
+    spec: identifies weights and data (e.g. {'model': fingerprint, 'data': ..., 'split': 'train'}).
+    """
+    wanted = [*layers, "logits", "labels"]
+
+    def entry_spec(name: str) -> dict[str, Any]:
+        return {**spec, "layer": name, "dtype": str(dtype) if name in layers else "native"}
+
+    found = {name: cache.get(entry_spec(name)) for name in wanted} if cache else {}
+    missing = [name for name in layers if found.get(name) is None]
+    if missing or found.get("logits") is None or found.get("labels") is None:
+        fresh = extract(model, loader, missing or layers[:1], device=device, dtype=dtype, progress=progress)
+        for name, values in fresh.items():
+            if found.get(name) is None:
+                found[name] = values
+                if cache:
+                    cache.put(entry_spec(name), values)
+    return {name: found[name] for name in wanted}

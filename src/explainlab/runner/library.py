@@ -1,0 +1,300 @@
+"""`method=library`: library networks of several layers and thresholds on a trained classifier,
+their predictions of the DNN's answers, confusion indices, and CPL-based detection of PGD inputs.
+
+Tables (results/): library_sizes.csv, predictions.csv, confusion/<layer>_<threshold>.csv,
+cpl.csv, auroc.csv. Figures (figures/): library_sizes, agreement, confusion_<threshold>,
+cpl_histograms, auroc.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from explainlab.errors import ConfigValueError, check_choice, check_int
+from explainlab.methods.library import LibraryNetwork, build_libraries, confusion_index, consistency, detection_auroc
+from explainlab.models.layers import resolve_layers
+from explainlab.models.loading import fingerprint
+from explainlab.results import library_figures
+from explainlab.runner.context import RunContext
+from explainlab.runner.features import FeatureCache, cached_split_features, extract
+from explainlab.runner.inference import eval_device
+from explainlab.runner.train import ensure_trained, log_to_dashboards, write_training_outputs
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64}
+
+
+def _as_list(value: Any) -> list[float]:
+    return [float(t) for t in (value if isinstance(value, Sequence) and not isinstance(value, str) else [value])]
+
+
+def _per_layer(common: Any, per_layer: Mapping[str, Any] | None, layers: Sequence[str]) -> dict[str, list[float]]:
+    """θ lists per layer: `common` (one θ or a list) for every layer, replaced by `per_layer[layer]`
+    for the layers that mapping names."""
+    per_layer = dict(per_layer or {})
+    unknown = sorted(set(per_layer) - set(layers))
+    if unknown:
+        raise ConfigValueError("method.layer_thresholds", unknown, f"names among the studied layers {list(layers)}")
+    return {layer: _as_list(per_layer.get(layer, common)) for layer in layers}
+
+
+class LibraryStudy:
+    """The library-network study of paper 001 on the configured model and data set.
+
+    layers: taps (raw module outputs) to build libraries for.
+    thresholds: θ list for every layer; `threshold` (one θ for all layers, for sweeps like
+        `method.threshold=0.5,0.6`) replaces it when set.
+    layer_thresholds: {layer: θ list} replacing `thresholds` for the layers it names.
+    top_k: most similar nodes used by the prediction (Eq. 3; 3 for the MNIST CNN, 8 for ResNet44).
+    confusion: {variant: paper|original, thresholds: θ values whose matrices are plotted}.
+    cpl: {top_k, softmax, pairs (null = all), threshold_sets ({name: {layer: θ}}; null = one set
+        per θ of `thresholds`), images (first N test images attacked, in order)}.
+    hap_dtype: storage of cached activations (float32, float16).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str],
+        thresholds: Any = (0.5, 0.6, 0.7, 0.8),
+        threshold: float | None = None,
+        layer_thresholds: Mapping[str, Any] | None = None,
+        top_k: int = 3,
+        confusion: Mapping[str, Any] | None = None,
+        cpl: Mapping[str, Any] | None = None,
+        hap_dtype: str = "float32",
+        block_size: int = 4096,
+        progress: bool = True,
+        save_libraries: bool = False,
+    ) -> None:
+        self.layers = list(layers)
+        common = threshold if threshold is not None else thresholds
+        if isinstance(layer_thresholds, DictConfig):
+            layer_thresholds = OmegaConf.to_object(layer_thresholds)
+        self.thresholds = _per_layer(common, layer_thresholds, self.layers)
+        for layer, values in self.thresholds.items():
+            for t in values:
+                if not -1.0 < t <= 1.0:
+                    raise ConfigValueError("method.thresholds", t, f"a cosine threshold in (-1, 1] (layer {layer})")
+        check_int("method.top_k", top_k, minimum=1)
+        check_choice("method.hap_dtype", hap_dtype, _DTYPES)
+        self.top_k, self.hap_dtype, self.block_size, self.progress = top_k, _DTYPES[hap_dtype], block_size, progress
+        self.confusion = {"variant": "paper", "thresholds": None, **(dict(confusion or {}))}
+        check_choice("method.confusion.variant", self.confusion["variant"], ("paper", "original"))
+        self.cpl = {
+            "top_k": 20,
+            "softmax": True,
+            "pairs": None,
+            "threshold_sets": None,
+            "images": 200,
+            **(dict(cpl or {})),
+        }
+        self.save_libraries = save_libraries
+
+    # ------------------------------------------------------------------------------------------
+    def threshold_sets(self) -> dict[str, dict[str, float]]:
+        sets = self.cpl["threshold_sets"]
+        if sets:
+            sets = {str(name): {layer: float(t) for layer, t in dict(s).items()} for name, s in dict(sets).items()}
+            for name, s in sets.items():
+                if set(s) != set(self.layers):
+                    raise ConfigValueError(f"method.cpl.threshold_sets.{name}", s, f"one θ for each of {self.layers}")
+            return sets
+        common = sorted(set.intersection(*(set(v) for v in self.thresholds.values())))
+        return {f"theta={t:g}": {layer: t for layer in self.layers} for t in common}
+
+    def __call__(self, cfg: DictConfig) -> dict[str, Any]:
+        ctx = RunContext(cfg)
+        start = time.perf_counter()
+        model = ctx.model
+        resolve_layers(model, self.layers, key="method.layers")
+        trained = None
+        if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
+            trained = ensure_trained(ctx)
+            if not trained.pop("rank_zero"):
+                return trained
+            write_training_outputs(ctx, trained)
+        rec = ctx.recorder
+        rec.save_config(cfg)
+        device = eval_device(cfg.trainer.get("accelerator"))
+        model.eval().to(device)
+        weights = fingerprint(model)
+        data = ctx.datamodule
+        data_spec = {
+            k: v
+            for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items()
+            if k
+            not in (
+                "root",
+                "download",
+                "verify",
+                "num_workers",
+                "eval_batch_size",
+                "on_device",
+                "pin_memory",
+                "batch_size",
+            )
+        }
+        cache = FeatureCache(cfg.paths.cache_dir)
+        feats = {
+            split: cached_split_features(
+                model,
+                data.loader(split),
+                self.layers,
+                cache=cache,
+                device=device,
+                dtype=self.hap_dtype,
+                progress=self.progress,
+                spec={"model": weights, "data": data_spec, "split": split},
+            )
+            for split in ("train", "test")
+        }
+        n_classes = cfg.model.num_classes
+        train_pred = feats["train"]["logits"].argmax(1)
+        test_pred, test_labels = feats["test"]["logits"].argmax(1), feats["test"]["labels"]
+        dnn_acc = float((test_pred == test_labels).float().mean())
+
+        sets = self.threshold_sets()
+        needed = {
+            layer: sorted(set(self.thresholds[layer]) | {s[layer] for s in sets.values()}) for layer in self.layers
+        }
+        libraries: dict[tuple[str, float], LibraryNetwork] = {}
+        size_rows, pred_rows = [], []
+        confusion_plot: dict[float, dict[str, torch.Tensor]] = {}
+        plot_thresholds = self.confusion["thresholds"]
+        for layer in self.layers:
+            train_haps = feats["train"][layer]
+            indices = build_libraries(
+                train_haps, needed[layer], block_size=self.block_size, device=device, progress=self.progress
+            )
+            for t in needed[layer]:
+                lib = LibraryNetwork(t, block_size=self.block_size, device=device)
+                lib.set_nodes(train_haps[indices[t]], indices[t]).associate(train_haps, train_pred, n_classes)
+                libraries[(layer, t)] = lib
+                if self.save_libraries:
+                    lib.save(ctx.output_dir / "libraries" / f"{layer}_{t:g}.pt", layer=layer, model_hash=weights)
+                if t not in self.thresholds[layer]:
+                    continue
+                scores = lib.predict_scores(feats["test"][layer], self.top_k).cpu()
+                top3 = scores.topk(min(3, n_classes), dim=1).indices
+                size_rows.append({"layer": layer, "threshold": t, "size": lib.size_})
+                pred_rows.append(
+                    {
+                        "layer": layer,
+                        "threshold": t,
+                        "top_k": self.top_k,
+                        "n": len(scores),
+                        "top1_agreement": float((scores.argmax(1) == test_pred).float().mean()),
+                        "top1_accuracy": float((scores.argmax(1) == test_labels).float().mean()),
+                        "top3_agreement": float((top3 == test_pred[:, None]).any(1).float().mean()),
+                    }
+                )
+                ci = confusion_index(scores, test_labels, variant=self.confusion["variant"])
+                classes = list(data.classes) or [str(i) for i in range(n_classes)]
+                rec.save_table(
+                    f"confusion/{layer}_{t:g}",
+                    pd.DataFrame(ci.numpy(), index=classes, columns=classes).rename_axis("true").reset_index(),
+                )
+                if plot_thresholds is None or any(abs(t - p) < 1e-12 for p in plot_thresholds):
+                    confusion_plot.setdefault(t, {})[layer] = ci
+        sizes, predictions = pd.DataFrame(size_rows), pd.DataFrame(pred_rows)
+        rec.save_table("library_sizes", sizes)
+        rec.save_table("predictions", predictions)
+        rec.save_figure("library_sizes", library_figures.sizes(sizes))
+        rec.save_figure("agreement", library_figures.agreement(predictions))
+        classes = list(data.classes) or [str(i) for i in range(n_classes)]
+        for t, by_layer in confusion_plot.items():
+            rec.save_figure(f"confusion_{t:g}", library_figures.confusion(by_layer, classes, t))
+
+        auroc = self._cpl_study(ctx, model, libraries, sets, feats["test"], device)
+        headline = {"DNN test accuracy": dnn_acc}
+        for layer in self.layers:
+            best = predictions[predictions.layer == layer].sort_values("top1_agreement").iloc[-1]
+            nodes = int(sizes[(sizes.layer == layer) & (sizes.threshold == best.threshold)]["size"].iloc[0])
+            best_text = f"{best.top1_agreement:.3f} (θ={best.threshold:g}, {nodes} nodes)"
+            headline[f"{layer}: best top-1 agreement"] = best_text
+        metrics: dict[str, Any] = {
+            "dnn/test_acc": dnn_acc,
+            "seconds": time.perf_counter() - start,
+            "model_fingerprint": weights,
+        }
+        if trained:
+            metrics.update({k: v for k, v in trained.items() if k != "seconds"})
+            headline["DNN training"] = "reused from cache" if trained["cached"] else f"{trained['seconds']:.1f} s"
+        for row in predictions.itertuples():
+            metrics[f"library/{row.layer}/{row.threshold:g}/top1_agreement"] = row.top1_agreement
+        if auroc is not None and len(auroc):
+            top_eps = auroc.eps.max()
+            for row in auroc[auroc.eps == top_eps].itertuples():
+                metrics[f"auroc/{row.threshold_set}/eps={row.eps:g}"] = row.auroc
+                headline[f"AUROC {row.threshold_set} (eps={row.eps:g})"] = row.auroc
+        log_to_dashboards(ctx, {k: v for k, v in metrics.items() if isinstance(v, float)})
+        rec.log_metrics(metrics)
+        headline["time"] = f"{metrics['seconds']:.1f} s"
+        rec.summary(f"explainlab library: {cfg.model.name} on {data.name}", headline)
+        return metrics
+
+    def _cpl_study(
+        self,
+        ctx: RunContext,
+        model: torch.nn.Module,
+        libraries: dict,
+        sets: dict[str, dict[str, float]],
+        test: dict[str, torch.Tensor],
+        device: torch.device,
+    ) -> pd.DataFrame | None:
+        """CPL of the first `cpl.images` test images, clean and under PGD at every eps (Eq. 5)."""
+        cfg = ctx.cfg
+        if not cfg.get("attack") or not sets or len(self.layers) < 2:
+            log.info("CPL study skipped (needs attack=pgd_linf, a threshold set and two layers)")
+            return None
+        attack = instantiate(cfg.attack)
+        n = min(int(self.cpl["images"]), len(test["labels"]))
+        data = ctx.datamodule.dataset("test")
+        x, y = data.pixels()[:n].to(device), data.labels[:n].to(device)
+        variants = {0.0: {layer: test[layer][:n] for layer in self.layers}}
+        for eps in attack.eps_list:
+            torch.manual_seed(cfg.seed)
+            adv = attack.with_eps(eps).perturb(model, x, y)
+            batches = [(adv[i : i + 500], y[i : i + 500]) for i in range(0, n, 500)]
+            variants[eps] = extract(model, batches, self.layers, device=device, dtype=self.hap_dtype, with_logits=False)
+        rows, auroc_rows = [], []
+        pairs = [tuple(p) for p in self.cpl["pairs"]] if self.cpl["pairs"] else None
+        for name, chosen in sets.items():
+            per_eps = {}
+            for eps, haps in variants.items():
+                scores = {
+                    layer: libraries[(layer, chosen[layer])].predict_scores(haps[layer], self.cpl["top_k"]).cpu()
+                    for layer in self.layers
+                }
+                per_eps[eps] = consistency(scores, pairs=pairs, softmax=self.cpl["softmax"])
+            for eps, cpl in per_eps.items():
+                for i, value in enumerate(cpl.tolist()):
+                    rows.append(
+                        {"index": i, "eps": eps, "threshold_set": name, "is_adversarial": eps > 0, "cpl": value}
+                    )
+                if eps > 0:
+                    auroc_rows.append(
+                        {
+                            "eps": eps,
+                            "threshold_set": name,
+                            "auroc": detection_auroc(per_eps[0.0], cpl),
+                            "n_clean": n,
+                            "n_adv": n,
+                        }
+                    )
+        cpl_table, auroc = pd.DataFrame(rows), pd.DataFrame(auroc_rows)
+        rec = ctx.recorder
+        rec.save_table("cpl", cpl_table)
+        rec.save_table("auroc", auroc)
+        rec.save_figure("cpl_histograms", library_figures.cpl_histograms(cpl_table))
+        rec.save_figure("auroc", library_figures.auroc(auroc))
+        return auroc

@@ -1,0 +1,78 @@
+"""Confusion index, CPL and AUROC against direct formulas and scikit-learn."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from explainlab.methods.library import confusion_index, consistency, detection_auroc
+
+
+def random_scores(n: int = 60, c: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(n, c, generator=g, dtype=torch.float64) * 2
+    labels = scores.argmax(1).clone()
+    labels[::4] = torch.randint(0, c, (len(labels[::4]),), generator=g)
+    return scores, labels
+
+
+def test_confusion_index_paper_equation() -> None:
+    scores, labels = random_scores()
+    ci = confusion_index(scores, labels, variant="paper")
+    c = scores.shape[1]
+    for d1 in range(c):
+        ks = [k for k in range(len(labels)) if int(labels[k]) == d1 and int(scores[k].argmax()) == d1]
+
+        def ca(a: int, b: int, ks: list[int] = ks) -> float:
+            return sum(
+                math.exp(scores[k, a]) * math.exp(scores[k, b]) / float(torch.exp(scores[k]).sum()) ** 2 for k in ks
+            )
+
+        for d2 in range(c):
+            expected = ca(d1, d2) / ca(d1, d1) if ks else 0.0
+            assert ci[d1, d2].item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_confusion_index_original_variant() -> None:
+    scores, labels = random_scores(seed=1)
+    ci = confusion_index(scores, labels, variant="original")
+    for d1 in range(4):
+        ks = [k for k in range(len(labels)) if int(labels[k]) == d1 and int(scores[k].argmax()) == d1]
+        for d2 in range(4):
+            expected = 0.0 if d1 == d2 or not ks else sum(math.exp(scores[k, d2] - scores[k, d1]) for k in ks) / len(ks)
+            assert ci[d1, d2].item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="variant"):
+        confusion_index(scores, labels, variant="other")
+
+
+def test_cpl_direct_formula_and_pairs() -> None:
+    g = torch.Generator().manual_seed(2)
+    by_layer = {name: torch.randn(5, 3, generator=g, dtype=torch.float64) for name in ("a", "b", "c")}
+    for softmax in (False, True):
+        cpl = consistency(by_layer, softmax=softmax)
+        for k in range(5):
+            vec = {n: (torch.softmax(v[k], 0) if softmax else v[k]) for n, v in by_layer.items()}
+            cos = [float(vec[i] @ vec[j] / (vec[i].norm() * vec[j].norm())) for i, j in combinations("abc", 2)]
+            assert cpl[k].item() == pytest.approx(sum(cos) / 3, rel=1e-12)
+    only = consistency(by_layer, pairs=[("a", "c")], softmax=False)
+    assert torch.allclose(only, torch.nn.functional.cosine_similarity(by_layer["a"], by_layer["c"], dim=1))
+    with pytest.raises(ValueError, match="two layers"):
+        consistency({"a": by_layer["a"]})
+
+
+def test_consistent_layers_give_cpl_one() -> None:
+    p = torch.randn(4, 5, dtype=torch.float64)
+    assert torch.allclose(consistency({"x": p, "y": 2 * p}, softmax=False), torch.ones(4, dtype=torch.float64))
+
+
+def test_auroc_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    clean, adv = torch.tensor(rng.normal(0.8, 0.1, 50)), torch.tensor(rng.normal(0.6, 0.1, 40))
+    expected = roc_auc_score(np.r_[np.zeros(50), np.ones(40)], -np.r_[clean.numpy(), adv.numpy()])
+    assert detection_auroc(clean, adv) == pytest.approx(expected)
+    assert detection_auroc(torch.ones(3), torch.zeros(3)) == 1.0

@@ -1,0 +1,124 @@
+"""LibraryNetwork against the float64 one-sample-at-a-time reference, planted structure, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from explainlab.methods.library import LibraryNetwork, build_libraries
+from tests.methods.library import reference
+
+
+def clustered(n: int, dim: int, clusters: int, spread: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(clusters, dim, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, clusters, (n,), generator=g)
+    return centers[labels] + spread * torch.randn(n, dim, generator=g, dtype=torch.float64), labels
+
+
+@pytest.mark.parametrize("threshold", [-0.5, 0.0, 0.3, 0.6, 0.9, 0.99])
+@pytest.mark.parametrize("block_size", [1, 7, 64, 1000])
+def test_construction_equals_reference(threshold: float, block_size: int) -> None:
+    haps, _ = clustered(150, 12, 5, 0.8)
+    expected = reference.construct(haps, threshold)
+    lib = LibraryNetwork(threshold, block_size=block_size).fit(haps)
+    assert lib.node_index_.tolist() == expected
+
+
+def test_several_thresholds_in_one_pass_equal_separate_builds() -> None:
+    haps, _ = clustered(300, 20, 6, 0.7, seed=1)
+    thresholds = [0.2, 0.5, 0.7, 0.8, 0.95]
+    together = build_libraries(haps, thresholds, block_size=32)
+    for t in thresholds:
+        assert together[t].tolist() == reference.construct(haps, t)
+
+
+def test_ties_near_threshold_and_duplicates() -> None:
+    """Patterns at cosine θ ± 1e-9 to the first one, and exact duplicates."""
+    theta = 0.6
+    base = torch.zeros(8, dtype=torch.float64)
+    base[0] = 1
+    rows = [base]
+    for sign in (+1, -1, +1, -1):
+        c = theta + sign * 1e-9
+        v = torch.zeros(8, dtype=torch.float64)
+        v[0], v[1 + len(rows) % 6] = c, (1 - c * c) ** 0.5
+        rows.append(v)
+    rows += [rows[0].clone(), 3.0 * rows[2]]  # a duplicate and a rescaled duplicate
+    haps = torch.stack(rows)
+    expected = reference.construct(haps, theta)
+    for block in (1, 3, 16):
+        assert LibraryNetwork(theta, block_size=block).fit(haps).node_index_.tolist() == expected
+    assert expected == [0, 2, 4]  # those at θ - 1e-9 are novel; duplicates are not
+    assert LibraryNetwork(1.0).fit(haps).node_index_.tolist() == reference.construct(haps, 1.0)
+
+
+def test_planted_clusters_give_one_node_each() -> None:
+    haps, labels = clustered(500, 32, 7, 0.01, seed=2)
+    lib = LibraryNetwork(0.9, block_size=50).fit(haps)
+    assert lib.size_ == 7 and sorted(labels[lib.node_index_].tolist()) == list(range(7))
+
+
+def test_links_and_scores_equal_reference() -> None:
+    haps, labels = clustered(80, 10, 4, 0.6, seed=3)
+    test, _ = clustered(30, 10, 4, 0.6, seed=4)
+    pred = labels.clone()
+    pred[::5] = (pred[::5] + 1) % 4  # the DNN is sometimes wrong; links follow the DNN
+    lib = LibraryNetwork(0.8, block_size=16).fit(haps).associate(haps, pred, 4)
+    nodes = lib.node_index_.tolist()
+    w = reference.links(haps, nodes, pred, 4)
+    assert torch.allclose(lib.links_, w, rtol=1e-12, atol=1e-12)
+    for k in (1, 3, 8):
+        assert torch.allclose(
+            lib.predict_scores(test, top_k=k), reference.scores(test, haps, nodes, w, k), rtol=1e-12, atol=1e-12
+        )
+
+
+def test_library_predicts_planted_classes() -> None:
+    haps, labels = clustered(400, 16, 5, 0.2, seed=5)
+    test, test_labels = clustered(200, 16, 5, 0.2, seed=5)
+    lib = LibraryNetwork(0.7).fit(haps).associate(haps, labels, 5)
+    assert (lib.predict(test, top_k=1) == test_labels).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("threshold", [-1.0, -2, 1.0001, float("nan"), True])
+def test_thresholds_outside_range_are_refused(threshold: float) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        LibraryNetwork(threshold)
+
+
+def test_all_zero_and_nan_patterns() -> None:
+    haps = torch.randn(10, 4, dtype=torch.float64)
+    haps[3] = 0
+    with pytest.raises(ValueError, match="1 all-zero rows.*\\[3\\]"):
+        LibraryNetwork(0.5).fit(haps)
+    lib = LibraryNetwork(0.5, allow_zero=True).fit(haps)
+    assert 3 not in lib.node_index_.tolist()
+    kept = [i for i in range(10) if i != 3]
+    assert lib.node_index_.tolist() == [kept[j] for j in reference.construct(haps[kept], 0.5)]
+    haps[5, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        LibraryNetwork(0.5, allow_zero=True).fit(haps)
+    with pytest.raises(ValueError, match="empty"):
+        LibraryNetwork(0.5, allow_zero=True).fit(torch.zeros(4, 3))
+
+
+def test_float16_input_matches_float32() -> None:
+    haps, _ = clustered(200, 24, 5, 0.5, seed=6)
+    a = LibraryNetwork(0.7).fit(haps.float().half())
+    b = LibraryNetwork(0.7).fit(haps.float().half().float())
+    assert torch.equal(a.node_index_, b.node_index_)
+
+
+def test_save_load_and_refusal(tmp_path: Path) -> None:
+    haps, labels = clustered(100, 8, 3, 0.3, seed=7)
+    lib = LibraryNetwork(0.8).fit(haps).associate(haps, labels, 3)
+    path = lib.save(tmp_path / "lib.pt", layer="fc1", model_hash="abc")
+    again = LibraryNetwork.load(path, layer="fc1", model_hash="abc")
+    assert torch.equal(again.nodes_, lib.nodes_) and torch.equal(again.predict_scores(haps), lib.predict_scores(haps))
+    with pytest.raises(ValueError, match="layer 'fc1' of model 'abc', not of layer 'fc2'"):
+        LibraryNetwork.load(path, layer="fc2", model_hash="abc")
+    with pytest.raises(ValueError, match="not of layer 'fc1' of model 'xyz'"):
+        LibraryNetwork.load(path, layer="fc1", model_hash="xyz")
