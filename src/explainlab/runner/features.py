@@ -41,11 +41,15 @@ def extract(
     """Flattened outputs of `layers` for every batch (x, y), on the CPU, in loader order.
 
     Returns {layer: (N, D) in `dtype`, 'logits': (N, K) float32 (if with_logits), 'labels': (N,)}.
-    Without logits the forward pass stops after the last requested layer has fired.
+    Without logits the forward pass stops after the last requested layer has fired. When the
+    loader knows its data set's length, outputs are preallocated (no second copy for a concat).
     """
     model.eval().to(device)
     modules = resolve_layers(model, layers, key="method.layers")
     out: dict[str, list[torch.Tensor]] = {name: [] for name in [*layers, "logits", "labels"]}
+    n_total = len(batches.dataset) if hasattr(batches, "dataset") else None
+    filled: dict[str, torch.Tensor] = {}
+    row = 0
     fired: set[str] = set()
 
     def stop_when_done(name: str):
@@ -68,12 +72,21 @@ def extract(
                 except _Enough:
                     pass
                 for name in layers:
-                    out[name].append(rec.activations[name].flatten(1).to(dtype).cpu())
+                    act = rec.activations[name].flatten(1)
+                    if n_total is None:
+                        out[name].append(act.to(dtype).cpu())
+                        continue
+                    if name not in filled:
+                        filled[name] = torch.empty(n_total, act.shape[1], dtype=dtype)
+                    filled[name][row : row + len(act)] = act
+                row += len(y)
                 out["labels"].append(y.cpu())
         finally:
             for h in handles:
                 h.remove()
-    return {k: torch.cat(v) for k, v in out.items() if v}
+    result = {k: torch.cat(v) for k, v in out.items() if v}
+    result.update({k: v[:row] for k, v in filled.items()})
+    return result
 
 
 class FeatureCache:
