@@ -36,18 +36,18 @@ def normalize_haps(haps: torch.Tensor, *, allow_zero: bool = False, what: str = 
     """Rows flattened and L2-normalised, (N, D). All-zero rows are refused unless `allow_zero`,
     in which case they stay zero (cosine 0 to everything). NaN/inf rows are always refused."""
     flat = haps.reshape(len(haps), -1)
-    if not torch.isfinite(flat).all():
-        bad = (~torch.isfinite(flat)).any(1).nonzero().flatten()
-        raise ValueError(f"{what} hold NaN or inf in {len(bad)} rows (first: {bad[:5].tolist()}).")
-    norms = flat.norm(dim=1, keepdim=True)
-    zero = norms.squeeze(1) == 0
-    if zero.any() and not allow_zero:
+    norms = torch.linalg.vector_norm(flat, dim=1)  # NaN/inf in a row make its norm non-finite
+    if not torch.isfinite(norms).all():
+        bad = (~torch.isfinite(norms)).nonzero().flatten()
+        raise ValueError(f"{what} hold NaN or inf (or overflow) in {len(bad)} rows (first: {bad[:5].tolist()}).")
+    zero = norms == 0
+    if not allow_zero and zero.any():
         idx = zero.nonzero().flatten()
         raise ValueError(
             f"{what} has {len(idx)} all-zero rows (first: {idx[:5].tolist()}); their cosine similarity "
             f"is undefined. Pass allow_zero=True to give them similarity 0 and never store them."
         )
-    return flat / norms.clamp_min(torch.finfo(flat.dtype).tiny)
+    return flat / norms.clamp_min(torch.finfo(flat.dtype).tiny).unsqueeze(1)
 
 
 def _blocks(n: int, size: int) -> Iterator[slice]:
@@ -127,22 +127,37 @@ def build_libraries(
     union = _GrowingRows(dim, dtype, device)
     members = {t: torch.zeros(0, dtype=torch.bool, device=device) for t in thresholds}  # masks over union
     nodes: dict[float, list[torch.Tensor]] = {t: [] for t in thresholds}
-    iterator: Iterator[slice] = _blocks(len(haps), block_size)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(list(iterator), desc="library construction", leave=False)
-    for sl in iterator:
+        bar = tqdm(total=len(haps), desc="library construction", leave=False, unit="pattern")
+    # Adaptive block: the candidates' Gram matrix costs (candidates^2 x D), so blocks shrink while
+    # most samples are novel (early on, high θ) and grow to `block_size` once few are.
+    step, start = min(block_size, 256), 0
+    while start < len(haps):
+        sl = slice(start, min(start + step, len(haps)))
+        start = sl.stop
         x = normalize_haps(haps[sl].to(device=device, dtype=dtype), allow_zero=allow_zero)
-        valid = x.abs().amax(1) > 0
+        # Zero rows exist only with allow_zero (else normalize_haps refused them); they are never stored.
+        valid = x.abs().amax(1) > 0 if allow_zero else torch.ones(len(x), dtype=torch.bool, device=device)
         sims = x @ union.rows.T if union.size else None
         accepted: dict[float, torch.Tensor] = {}
+        most_candidates = 0
         for t in thresholds:
             cand = valid
             if sims is not None and members[t].any():
                 cand = valid & _is_novel(sims[:, members[t]].amax(1), t)
             cand = cand.nonzero().flatten()
+            most_candidates = max(most_candidates, len(cand))
             accepted[t] = cand[_sequential_accept(x[cand] @ x[cand].T, t)] if len(cand) else cand
+        if bar is not None:
+            bar.update(len(x))
+        share = most_candidates / len(x)
+        if share < 0.25:
+            step = min(2 * step, block_size)
+        elif share > 0.5:
+            step = max(step // 2, 64)
         new_rows = torch.unique(torch.cat(list(accepted.values())))  # sorted block rows
         if not len(new_rows):
             continue
@@ -155,6 +170,8 @@ def build_libraries(
             grown[position[accepted[t]]] = True
             members[t] = grown
             nodes[t].append(accepted[t].cpu() + sl.start)
+    if bar is not None:
+        bar.close()
     return {t: torch.cat(nodes[t]) if nodes[t] else torch.zeros(0, dtype=torch.long) for t in thresholds}
 
 
