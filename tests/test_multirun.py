@@ -55,3 +55,32 @@ def test_submitit_local_launcher_runs_sweep_jobs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
     for job in ("0", "1"):
         assert json.loads((sweep / job / "metrics.json").read_text())["test/acc"] >= 0
+
+
+def test_threshold_sweep_reuses_model_and_collects(tmp_path: Path) -> None:
+    """`-m method.threshold=...` trains once (cache), extracts once, and the collector merges it."""
+    import pandas as pd
+
+    from explainlab.results.collect import collect_to_disk
+
+    sweep = tmp_path / "sweep"
+    proc = explainlab(
+        "-m",
+        "experiment=quickstart",
+        "method.threshold=0.6,0.8",
+        "recipe.epochs=2",
+        "attack.steps=3",
+        "method.cpl.images=20",
+        "method.progress=false",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = [json.loads((sweep / j / "metrics.json").read_text()) for j in ("0", "1")]
+    assert [m["cached"] for m in metrics] == [False, True]
+    written = collect_to_disk(sweep, ["predictions", "library_sizes", "auroc"])
+    merged = pd.read_csv(sweep / "collected" / "predictions.csv")
+    assert sorted(merged["method.threshold"].unique()) == [0.6, 0.8] and set(merged.threshold) == {0.6, 0.8}
+    assert (sweep / "collected" / "predictions.png").is_file() and len(written) == 6
