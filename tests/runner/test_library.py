@@ -136,3 +136,27 @@ def test_cpl_indices_follow_test_order(compose) -> None:
     for (_, _), rows in cpl.groupby(["eps", "threshold_set"]):
         assert rows["index"].tolist() == list(range(12))
     assert torch.tensor(cpl.cpl.values).abs().max() <= 1 + 1e-9
+
+
+def test_two_process_ddp_tables_equal_single_process(compose, tmp_path: Path) -> None:
+    """Activations, Hebbian sums, predictions and attacks split over 2 CPU processes; same tables."""
+    trained = run(compose(STUDY + ["method.thresholds=[0.8]", "method.cpl.images=24"], tmp_path / "train"))
+    weights = [
+        "method.thresholds=[0.7,0.8]",
+        "method.cpl.images=24",
+        "attack.batch_size=8",
+        f"model.checkpoint={trained['cache_path']}",
+        "method.block_size=100",
+    ]
+    single = compose(STUDY + weights, tmp_path / "single")
+    run(single)
+    ddp = compose(STUDY + weights + ["trainer=ddp_spawn"], tmp_path / "ddp")
+    metrics = run(ddp)
+    assert metrics["processes"] == 2 and metrics["dnn/test_acc"] > 0
+    # Library sizes and predictions are identical; CPL floats may differ in the last bits because
+    # each worker process runs its convolutions with another number of CPU threads.
+    for table in ("library_sizes", "predictions", "cpl", "auroc", "confusion/conv1_0.7"):
+        a = pd.read_csv(tmp_path / "single" / "results" / f"{table}.csv")
+        b = pd.read_csv(tmp_path / "ddp" / "results" / f"{table}.csv")
+        exact = table in ("library_sizes", "predictions")
+        pd.testing.assert_frame_equal(a, b, check_exact=exact, rtol=1e-6, atol=1e-7)

@@ -12,6 +12,7 @@ import torchmetrics
 from torch import nn
 
 from explainlab.data.augment import random_crop_flip
+from explainlab.runner.distributed import release_process_group_at_exit
 
 
 class ClassifierModule(pl.LightningModule):
@@ -44,6 +45,10 @@ class ClassifierModule(pl.LightningModule):
         self.train_acc = torchmetrics.Accuracy(**metric)
         self.val_acc = torchmetrics.Accuracy(**metric)
         self.test_acc = torchmetrics.Accuracy(**metric)
+
+    def setup(self, stage: str) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            release_process_group_at_exit()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from explainlab.data.base import ImageTensorDataset
 from explainlab.errors import CheckpointError
+from explainlab.methods.library.network import MapUnits
 from explainlab.models.layers import ActivationRecorder, resolve_layers
 from explainlab.results.io import atomic_path
 
@@ -121,18 +123,44 @@ class FeatureCache:
         return path
 
 
+def extract_dataset(
+    model: nn.Module,
+    dataset: ImageTensorDataset,
+    layers: Sequence[str],
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    with_logits: bool = True,
+    map_units: MapUnits | None = None,
+) -> dict[str, torch.Tensor]:
+    """`extract` over a whole split in fixed batches [u*batch_size, (u+1)*batch_size); `map_units`
+    may run the batches on several DDP ranks (identical results, gathered in data set order)."""
+    map_units = map_units or (lambda n, work: [work(u) for u in range(n)])
+
+    def batch(unit: int) -> dict[str, torch.Tensor]:
+        x, y = dataset[unit * batch_size : (unit + 1) * batch_size]
+        return extract(model, [(x, y)], layers, device=device, dtype=dtype, with_logits=with_logits)
+
+    parts = map_units(-(-len(dataset) // batch_size), batch)
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
 def cached_split_features(
     model: nn.Module,
-    loader: Iterable,
+    dataset: ImageTensorDataset,
     layers: Sequence[str],
     *,
     spec: dict[str, Any],
     cache: FeatureCache | None,
+    batch_size: int,
     device: torch.device | str,
     dtype: torch.dtype,
-    progress: bool = True,
+    map_units: MapUnits | None = None,
+    write: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Like `extract` (with logits), but layers, logits and labels come from `cache` when present.
+    """Layers, logits and labels of a whole split; read from `cache` when present, else extracted
+    (and written when `write`, i.e. on the main process).
 
     spec: identifies weights and data (e.g. {'model': fingerprint, 'data': ..., 'split': 'train'}).
     """
@@ -144,10 +172,18 @@ def cached_split_features(
     found = {name: cache.get(entry_spec(name)) for name in wanted} if cache else {}
     missing = [name for name in layers if found.get(name) is None]
     if missing or found.get("logits") is None or found.get("labels") is None:
-        fresh = extract(model, loader, missing or layers[:1], device=device, dtype=dtype, progress=progress)
+        fresh = extract_dataset(
+            model,
+            dataset,
+            missing or list(layers[:1]),
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            map_units=map_units,
+        )
         for name, values in fresh.items():
             if found.get(name) is None:
                 found[name] = values
-                if cache:
+                if cache and write:
                     cache.put(entry_spec(name), values)
     return {name: found[name] for name in wanted}

@@ -23,7 +23,9 @@ from explainlab.methods.library import LibraryNetwork, build_libraries, confusio
 from explainlab.models.layers import resolve_layers
 from explainlab.models.loading import fingerprint
 from explainlab.results import library_figures
+from explainlab.runner.checkpoint_cache import CheckpointCache
 from explainlab.runner.context import RunContext
+from explainlab.runner.distributed import Workers, release_process_group_at_exit
 from explainlab.runner.features import FeatureCache, cached_split_features, extract
 from explainlab.runner.inference import eval_device
 from explainlab.runner.train import ensure_trained, log_to_dashboards, write_training_outputs
@@ -113,54 +115,65 @@ class LibraryStudy:
 
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
         ctx = RunContext(cfg)
-        start = time.perf_counter()
-        model = ctx.model
-        resolve_layers(model, self.layers, key="method.layers")
+        resolve_layers(ctx.model, self.layers, key="method.layers")
         trained = None
         if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
             trained = ensure_trained(ctx)
-            if not trained.pop("rank_zero"):
-                return trained
+            if not trained.pop("rank_zero"):  # DDP rank > 0 of the subprocess launcher: help below
+                return self._analyse(ctx, trained, eval_device(cfg.trainer.get("accelerator")))
             write_training_outputs(ctx, trained)
-        rec = ctx.recorder
-        rec.save_config(cfg)
-        device = eval_device(cfg.trainer.get("accelerator"))
+        if _wants_processes(cfg) and not Workers().distributed:
+            return launch_processes(cfg, self, trained)
+        device = Workers().device_hint or eval_device(cfg.trainer.get("accelerator"))
+        return self._analyse(ctx, trained, device)
+
+    def _analyse(self, ctx: RunContext, trained: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
+        """Everything after training; on several DDP processes when torch.distributed is initialised
+        (each rank computes its share of batches and blocks; rank 0 builds libraries and writes)."""
+        cfg = ctx.cfg
+        workers = Workers(progress=self.progress)
+        start = time.perf_counter()
+        model = ctx.model
+        if trained is not None and workers.distributed:
+            workers.barrier()  # rank 0 has written the trained weights to the cache
+            model.net.load_state_dict(CheckpointCache(cfg.paths.cache_dir).get(ctx.training_spec())["state_dict"])
         model.eval().to(device)
         weights = fingerprint(model)
         data = ctx.datamodule
-        data_spec = {
-            k: v
-            for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items()
-            if k
-            not in (
-                "root",
-                "download",
-                "verify",
-                "num_workers",
-                "eval_batch_size",
-                "on_device",
-                "pin_memory",
-                "batch_size",
-            )
-        }
+        dropped = (
+            "root",
+            "download",
+            "verify",
+            "num_workers",
+            "eval_batch_size",
+            "on_device",
+            "pin_memory",
+            "batch_size",
+        )
+        data_spec = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k not in dropped}
         cache = FeatureCache(cfg.paths.cache_dir)
-        feats = {
-            split: cached_split_features(
+        feats = {}
+        for split in ("train", "test"):
+            feats[split] = cached_split_features(
                 model,
-                data.loader(split),
+                data.dataset(split),
                 self.layers,
+                spec={"model": weights, "data": data_spec, "split": split},
                 cache=cache,
+                batch_size=data.eval_batch_size,
                 device=device,
                 dtype=self.hap_dtype,
-                progress=self.progress,
-                spec={"model": weights, "data": data_spec, "split": split},
+                map_units=workers.mapper(f"activations ({split})"),
+                write=workers.is_main,
             )
-            for split in ("train", "test")
-        }
+        workers.barrier()
         n_classes = cfg.model.num_classes
         train_pred = feats["train"]["logits"].argmax(1)
         test_pred, test_labels = feats["test"]["logits"].argmax(1), feats["test"]["labels"]
         dnn_acc = float((test_pred == test_labels).float().mean())
+        rec = ctx.recorder if workers.is_main else None
+        if rec is not None:
+            rec.save_config(cfg)
 
         sets = self.threshold_sets()
         needed = {
@@ -172,18 +185,22 @@ class LibraryStudy:
         plot_thresholds = self.confusion["thresholds"]
         for layer in self.layers:
             train_haps = feats["train"][layer]
-            indices = build_libraries(
-                train_haps, needed[layer], block_size=self.block_size, device=device, progress=self.progress
-            )
+            indices = None
+            if workers.is_main:  # inherently sequential: built once
+                indices = build_libraries(
+                    train_haps, needed[layer], block_size=self.block_size, device=device, progress=self.progress
+                )
+            indices = workers.from_main(indices)
             for t in needed[layer]:
                 lib = LibraryNetwork(t, block_size=self.block_size, device=device)
-                lib.set_nodes(train_haps[indices[t]], indices[t]).associate(train_haps, train_pred, n_classes)
+                lib.set_nodes(train_haps[indices[t]], indices[t])
+                lib.associate(train_haps, train_pred, n_classes, map_units=workers.mapper())
                 libraries[(layer, t)] = lib
-                if self.save_libraries:
+                if self.save_libraries and workers.is_main:
                     lib.save(ctx.output_dir / "libraries" / f"{layer}_{t:g}.pt", layer=layer, model_hash=weights)
                 if t not in self.thresholds[layer]:
                     continue
-                scores = lib.predict_scores(feats["test"][layer], self.top_k).cpu()
+                scores = lib.predict_scores(feats["test"][layer], self.top_k, map_units=workers.mapper()).cpu()
                 top3 = scores.topk(min(3, n_classes), dim=1).indices
                 size_rows.append({"layer": layer, "threshold": t, "size": lib.size_})
                 pred_rows.append(
@@ -199,13 +216,17 @@ class LibraryStudy:
                 )
                 ci = confusion_index(scores, test_labels, variant=self.confusion["variant"])
                 classes = list(data.classes) or [str(i) for i in range(n_classes)]
-                rec.save_table(
-                    f"confusion/{layer}_{t:g}",
-                    pd.DataFrame(ci.numpy(), index=classes, columns=classes).rename_axis("true").reset_index(),
-                )
+                if rec is not None:
+                    rec.save_table(
+                        f"confusion/{layer}_{t:g}",
+                        pd.DataFrame(ci.numpy(), index=classes, columns=classes).rename_axis("true").reset_index(),
+                    )
                 if plot_thresholds is None or any(abs(t - p) < 1e-12 for p in plot_thresholds):
                     confusion_plot.setdefault(t, {})[layer] = ci
         sizes, predictions = pd.DataFrame(size_rows), pd.DataFrame(pred_rows)
+        auroc = self._cpl_study(ctx, model, libraries, sets, feats["test"], device, workers)
+        if rec is None:
+            return {}
         rec.save_table("library_sizes", sizes)
         rec.save_table("predictions", predictions)
         rec.save_figure("library_sizes", library_figures.sizes(sizes))
@@ -213,9 +234,7 @@ class LibraryStudy:
         classes = list(data.classes) or [str(i) for i in range(n_classes)]
         for t, by_layer in confusion_plot.items():
             rec.save_figure(f"confusion_{t:g}", library_figures.confusion(by_layer, classes, t))
-
-        auroc = self._cpl_study(ctx, model, libraries, sets, feats["test"], device)
-        headline = {"DNN test accuracy": dnn_acc}
+        headline = {"DNN test accuracy": dnn_acc, "processes": workers.world}
         for layer in self.layers:
             best = predictions[predictions.layer == layer].sort_values("top1_agreement").iloc[-1]
             nodes = int(sizes[(sizes.layer == layer) & (sizes.threshold == best.threshold)]["size"].iloc[0])
@@ -225,6 +244,7 @@ class LibraryStudy:
             "dnn/test_acc": dnn_acc,
             "seconds": time.perf_counter() - start,
             "model_fingerprint": weights,
+            "processes": workers.world,
         }
         if trained:
             metrics.update({k: v for k, v in trained.items() if k != "seconds"})
@@ -250,8 +270,13 @@ class LibraryStudy:
         sets: dict[str, dict[str, float]],
         test: dict[str, torch.Tensor],
         device: torch.device,
+        workers: Workers,
     ) -> pd.DataFrame | None:
-        """CPL of the first `cpl.images` test images, clean and under PGD at every eps (Eq. 5)."""
+        """CPL of the first `cpl.images` test images, clean and under PGD at every eps (Eq. 5).
+
+        Attack batches are work units: each is attacked from its own seeded random start, so the
+        images do not depend on how batches are spread over processes. Only rank 0 writes.
+        """
         cfg = ctx.cfg
         if not cfg.get("attack") or not sets or len(self.layers) < 2:
             log.info("CPL study skipped (needs attack=pgd_linf, a threshold set and two layers)")
@@ -259,20 +284,28 @@ class LibraryStudy:
         attack = instantiate(cfg.attack)
         n = min(int(self.cpl["images"]), len(test["labels"]))
         data = ctx.datamodule.dataset("test")
-        x, y = data.pixels()[:n].to(device), data.labels[:n].to(device)
+        batch = attack.batch_size
         variants = {0.0: {layer: test[layer][:n] for layer in self.layers}}
-        for eps in attack.eps_list:
-            torch.manual_seed(cfg.seed)
-            adv = attack.with_eps(eps).perturb(model, x, y)
-            batches = [(adv[i : i + 500], y[i : i + 500]) for i in range(0, n, 500)]
-            variants[eps] = extract(model, batches, self.layers, device=device, dtype=self.hap_dtype, with_logits=False)
+        for e, eps in enumerate(attack.eps_list):
+            adversary = attack.with_eps(eps)
+
+            def attacked(unit: int, adversary=adversary, e=e) -> dict[str, torch.Tensor]:
+                x, y = data[unit * batch : min((unit + 1) * batch, n)]
+                torch.manual_seed(cfg.seed * 1_000_003 + e * 10_007 + unit)
+                adv = adversary.perturb(model, x.to(device), y.to(device))
+                return extract(model, [(adv, y)], self.layers, device=device, dtype=self.hap_dtype, with_logits=False)
+
+            parts = workers.map(-(-n // batch), attacked, desc=f"PGD eps={eps:g}")
+            variants[eps] = {layer: torch.cat([p[layer] for p in parts]) for layer in self.layers}
         rows, auroc_rows = [], []
         pairs = [tuple(p) for p in self.cpl["pairs"]] if self.cpl["pairs"] else None
         for name, chosen in sets.items():
             per_eps = {}
             for eps, haps in variants.items():
                 scores = {
-                    layer: libraries[(layer, chosen[layer])].predict_scores(haps[layer], self.cpl["top_k"]).cpu()
+                    layer: libraries[(layer, chosen[layer])]
+                    .predict_scores(haps[layer], self.cpl["top_k"], map_units=workers.mapper())
+                    .cpu()
                     for layer in self.layers
                 }
                 per_eps[eps] = consistency(scores, pairs=pairs, softmax=self.cpl["softmax"])
@@ -291,6 +324,8 @@ class LibraryStudy:
                             "n_adv": n,
                         }
                     )
+        if not workers.is_main:
+            return None
         cpl_table, auroc = pd.DataFrame(rows), pd.DataFrame(auroc_rows)
         rec = ctx.recorder
         rec.save_table("cpl", cpl_table)
@@ -298,3 +333,30 @@ class LibraryStudy:
         rec.save_figure("cpl_histograms", library_figures.cpl_histograms(cpl_table))
         rec.save_figure("auroc", library_figures.auroc(auroc))
         return auroc
+
+
+def _wants_processes(cfg: DictConfig) -> bool:
+    """A DDP strategy with more than one process asks for the analysis to be split too."""
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    devices = cfg.trainer.get("devices", 1)
+    return strategy.startswith("ddp") and (
+        devices == -1 or devices == "auto" or int(devices) > 1 or int(cfg.trainer.get("num_nodes", 1)) > 1
+    )
+
+
+def launch_processes(cfg: DictConfig, study: LibraryStudy, trained: dict[str, Any] | None) -> dict[str, Any]:
+    """Run `study._analyse` on the trainer's DDP processes through Lightning Fabric; returns rank 0's metrics."""
+    from lightning.fabric import Fabric
+
+    fabric = Fabric(
+        accelerator=cfg.trainer.get("accelerator", "auto"),
+        devices=cfg.trainer.get("devices", 1),
+        num_nodes=cfg.trainer.get("num_nodes", 1),
+        strategy=cfg.trainer.get("strategy"),
+    )
+    return fabric.launch(_analyse_on_rank, study, cfg, trained)
+
+
+def _analyse_on_rank(fabric: Any, study: LibraryStudy, cfg: DictConfig, trained: dict[str, Any] | None) -> dict:
+    release_process_group_at_exit()
+    return study._analyse(RunContext(cfg), trained, fabric.device)

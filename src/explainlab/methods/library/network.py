@@ -15,7 +15,7 @@ libraries.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,17 @@ def normalize_haps(haps: torch.Tensor, *, allow_zero: bool = False, what: str = 
             f"is undefined. Pass allow_zero=True to give them similarity 0 and never store them."
         )
     return flat / norms.clamp_min(torch.finfo(flat.dtype).tiny).unsqueeze(1)
+
+
+MapUnits = Callable[[int, Callable[[int], torch.Tensor]], list[torch.Tensor]]
+
+
+def _sequential(n_units: int, work: Callable[[int], torch.Tensor]) -> list[torch.Tensor]:
+    return [work(u) for u in range(n_units)]
+
+
+def _n_blocks(n: int, size: int) -> int:
+    return -(-n // size)
 
 
 def _blocks(n: int, size: int) -> Iterator[slice]:
@@ -230,31 +241,49 @@ class LibraryNetwork:
             yield sl, x @ self.nodes_.T
 
     # -- Hebbian links (Eq. 2) --------------------------------------------------------------------
-    def associate(self, haps: torch.Tensor, dnn_pred: torch.Tensor, n_classes: int) -> LibraryNetwork:
+    def associate(
+        self, haps: torch.Tensor, dnn_pred: torch.Tensor, n_classes: int, *, map_units: MapUnits = _sequential
+    ) -> LibraryNetwork:
         """W^F[m, n] = Σ_k g(h_n^k) O_m^k with g(x) = exp(-(1 - x)/0.01), O^k = +1 at the DNN's
-        answer and -1 elsewhere. haps (N, ...), dnn_pred (N,) class indices. Sets links_ (n_classes, L)."""
+        answer and -1 elsewhere. haps (N, ...), dnn_pred (N,) class indices. Sets links_ (n_classes, L).
+
+        The sum runs over blocks of `block_size` samples, block partials added in block order;
+        `map_units(n, fn)` may compute the blocks elsewhere (e.g. on DDP ranks) with equal results.
+        """
+        self._check_fitted()
         if len(haps) != len(dnn_pred):
             raise ValueError(f"haps ({len(haps)}) and dnn_pred ({len(dnn_pred)}) differ in length.")
+
+        def block_links(unit: int) -> torch.Tensor:
+            sl = slice(unit * self.block_size, (unit + 1) * self.block_size)
+            g = torch.exp((self._cosines(haps[sl]) - 1.0) / HEBBIAN_WIDTH)
+            answers = torch.nn.functional.one_hot(dnn_pred[sl].to(g.device).long(), n_classes).to(g.dtype)
+            return (2 * answers - 1).T @ g
+
         links = torch.zeros(n_classes, self.size_, dtype=self.nodes_.dtype, device=self.nodes_.device)
-        for sl, sims in self.similarities(haps):
-            g = torch.exp((sims - 1.0) / HEBBIAN_WIDTH)
-            answers = torch.nn.functional.one_hot(dnn_pred[sl].to(sims.device).long(), n_classes).to(g.dtype)
-            links += (2 * answers - 1).T @ g
+        for partial in map_units(_n_blocks(len(haps), self.block_size), block_links):
+            links += partial.to(links.device)
         self.links_ = links
         self.n_classes_ = n_classes
         return self
 
     # -- prediction (Eq. 3) -----------------------------------------------------------------------
-    def predict_scores(self, haps: torch.Tensor, top_k: int = 3) -> torch.Tensor:
+    def predict_scores(self, haps: torch.Tensor, top_k: int = 3, *, map_units: MapUnits = _sequential) -> torch.Tensor:
         """P (N, n_classes): P_m = Σ_{a in top_k nodes} W^F[m, a] · h_a (Eq. 3)."""
         if not hasattr(self, "links_"):
             raise RuntimeError("call associate() before predict_scores().")
         k = min(top_k, self.size_)
-        out = []
-        for _, sims in self.similarities(haps):
+
+        def block_scores(unit: int) -> torch.Tensor:
+            sims = self._cosines(haps[unit * self.block_size : (unit + 1) * self.block_size])
             values, idx = sims.topk(k, dim=1)
-            out.append(torch.einsum("bk,mbk->bm", values, self.links_[:, idx]))
-        return torch.cat(out)
+            return torch.einsum("bk,mbk->bm", values, self.links_[:, idx])
+
+        parts = map_units(_n_blocks(len(haps), self.block_size), block_scores)
+        return torch.cat([p.to(self.links_.device) for p in parts])
+
+    def _cosines(self, haps: torch.Tensor) -> torch.Tensor:
+        return normalize_haps(haps.to(self.nodes_), allow_zero=self.allow_zero) @ self.nodes_.T
 
     def predict(self, haps: torch.Tensor, top_k: int = 3) -> torch.Tensor:
         """Predicted class per pattern, (N,)."""
