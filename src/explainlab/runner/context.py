@@ -30,17 +30,8 @@ _MODEL_SPEC_KEYS = (
     "checkpoint",
     "weights",
 )
-_DATA_SPEC_DROP = (
-    "root",
-    "download",
-    "verify",
-    "num_workers",
-    "eval_batch_size",
-    "on_device",
-    "pin_memory",
-    "limit_val",
-    "limit_test",
-)
+# Dataset keys that say where and how data is read, not which images: never part of a cache key.
+_DATA_LOCATION_KEYS = ("root", "download", "verify", "num_workers", "eval_batch_size", "on_device", "pin_memory")
 _TRAINER_SPEC_KEYS = (
     "max_epochs",
     "max_steps",
@@ -89,11 +80,16 @@ class RunContext:
     def trainer(self, callbacks: list[Any] | None = None, **overrides: Any) -> pl.Trainer:
         return instantiate(self.cfg.trainer, logger=self.loggers, callbacks=callbacks or [], **overrides)
 
+    def data_spec(self, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The dataset config without location/loader keys (and without `drop`): which images."""
+        dataset = OmegaConf.to_container(self.cfg.dataset, resolve=True)
+        return {k: v for k, v in dataset.items() if k not in _DATA_LOCATION_KEYS and k not in drop}
+
     def training_spec(self) -> dict[str, Any]:
         """Everything that determines trained weights; hashed into the checkpoint-cache key."""
         cfg = OmegaConf.to_container(self.cfg, resolve=True)
         model = {k: cfg["model"].get(k) for k in _MODEL_SPEC_KEYS}
-        data = {k: v for k, v in cfg["dataset"].items() if k not in _DATA_SPEC_DROP}
+        data = self.data_spec(drop=("limit_val", "limit_test"))
         trainer = {k: cfg["trainer"].get(k) for k in _TRAINER_SPEC_KEYS}
         return {"model": model, "dataset": data, "recipe": cfg["recipe"], "seed": cfg["seed"], "trainer": trainer}
 

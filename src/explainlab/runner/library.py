@@ -140,17 +140,7 @@ class LibraryStudy:
         model.eval().to(device)
         weights = fingerprint(model)
         data = ctx.datamodule
-        dropped = (
-            "root",
-            "download",
-            "verify",
-            "num_workers",
-            "eval_batch_size",
-            "on_device",
-            "pin_memory",
-            "batch_size",
-        )
-        data_spec = {k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k not in dropped}
+        data_spec = ctx.data_spec(drop=("batch_size",))
         cache = FeatureCache(cfg.paths.cache_dir)
         feats = {}
         for split in ("train", "test"):
