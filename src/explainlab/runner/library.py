@@ -19,7 +19,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from explainlab.errors import ConfigValueError, check_choice, check_int
-from explainlab.methods.library import LibraryNetwork, build_libraries, confusion_index, consistency, detection_auroc
+from explainlab.methods.library import (
+    LibraryNetwork,
+    associate_libraries,
+    build_libraries,
+    confusion_index,
+    consistency,
+    detection_auroc,
+)
 from explainlab.models.layers import resolve_layers
 from explainlab.models.loading import fingerprint
 from explainlab.results import library_figures
@@ -181,11 +188,17 @@ class LibraryStudy:
                     train_haps, needed[layer], block_size=self.block_size, device=device, progress=self.progress
                 )
             indices = workers.from_main(indices)
+            fitted = associate_libraries(
+                train_haps,
+                indices,
+                train_pred,
+                n_classes,
+                block_size=self.block_size,
+                device=device,
+                map_units=workers.mapper(f"Hebbian links ({layer})"),
+            )
             for t in needed[layer]:
-                lib = LibraryNetwork(t, block_size=self.block_size, device=device)
-                lib.set_nodes(train_haps[indices[t]], indices[t])
-                lib.associate(train_haps, train_pred, n_classes, map_units=workers.mapper())
-                libraries[(layer, t)] = lib
+                lib = libraries[(layer, t)] = fitted[t]
                 if self.save_libraries and workers.is_main:
                     lib.save(ctx.output_dir / "libraries" / f"{layer}_{t:g}.pt", layer=layer, model_hash=weights)
                 if t not in self.thresholds[layer]:

@@ -122,3 +122,19 @@ def test_save_load_and_refusal(tmp_path: Path) -> None:
         LibraryNetwork.load(path, layer="fc2", model_hash="abc")
     with pytest.raises(ValueError, match="not of layer 'fc1' of model 'xyz'"):
         LibraryNetwork.load(path, layer="fc1", model_hash="xyz")
+
+
+def test_associate_libraries_equals_per_threshold_associate() -> None:
+    from explainlab.methods.library import associate_libraries
+
+    haps, labels = clustered(200, 12, 5, 0.7, seed=8)
+    test, _ = clustered(40, 12, 5, 0.7, seed=9)
+    thresholds = [0.5, 0.7, 0.9]
+    together = associate_libraries(haps, build_libraries(haps, thresholds, block_size=16), labels, 5, block_size=16)
+    for t in thresholds:
+        alone = LibraryNetwork(t, block_size=16).fit(haps).associate(haps, labels, 5)
+        assert torch.equal(together[t].node_index_, alone.node_index_)
+        assert torch.allclose(together[t].links_, alone.links_, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(
+            together[t].predict_scores(test, 3), alone.predict_scores(test, 3), rtol=1e-12, atol=1e-12
+        )

@@ -328,3 +328,36 @@ class LibraryNetwork:
     def _check_fitted(self) -> None:
         if not hasattr(self, "nodes_"):
             raise RuntimeError("this LibraryNetwork is not fitted: call fit() first.")
+
+
+def associate_libraries(
+    haps: torch.Tensor,
+    indices: dict[float, torch.Tensor],
+    dnn_pred: torch.Tensor,
+    n_classes: int,
+    *,
+    block_size: int = 4096,
+    device: torch.device | str | None = None,
+    allow_zero: bool = False,
+    map_units: MapUnits = _sequential,
+) -> dict[float, LibraryNetwork]:
+    """Fitted and associated libraries for several thresholds from one pass of Hebbian sums.
+
+    A node's links (Eq. 2) depend only on the node's pattern, not on θ, so the links of every
+    library are columns of the links of the union of their nodes: one (N, |union|) product
+    instead of one (N, |L_θ|) product per θ. indices: {θ: node indices} as `build_libraries` returns.
+    """
+    union, position = torch.unique(torch.cat(list(indices.values())), return_inverse=True)
+    if not len(union):
+        raise ValueError("the libraries are empty: no pattern was stored.")
+    everything = LibraryNetwork(1.0, block_size=block_size, device=device, allow_zero=allow_zero)
+    everything.set_nodes(haps[union], union).associate(haps, dnn_pred, n_classes, map_units=map_units)
+    libraries, start = {}, 0
+    for t, idx in indices.items():
+        cols = position[start : start + len(idx)].to(everything.nodes_.device)
+        start += len(idx)
+        lib = LibraryNetwork(t, block_size=block_size, device=device, allow_zero=allow_zero)
+        lib.nodes_, lib.node_index_ = everything.nodes_[cols], idx.cpu()
+        lib.links_, lib.n_classes_ = everything.links_[:, cols], n_classes
+        libraries[t] = lib
+    return libraries
