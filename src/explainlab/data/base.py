@@ -251,7 +251,8 @@ class ImageDataModule(pl.LightningDataModule):
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> Any:
-        return self._loader("val", shuffle=False)
+        # No validation split (val_size=0): no validation loop rather than an empty loader.
+        return self._loader("val", shuffle=False) if len(self.dataset("val")) else []
 
     def test_dataloader(self) -> Any:
         return self._loader("test", shuffle=False)
