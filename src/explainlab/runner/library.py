@@ -26,6 +26,7 @@ from explainlab.methods.library import (
     confusion_index,
     consistency,
     detection_auroc,
+    predict_scores_many,
 )
 from explainlab.models.layers import resolve_layers
 from explainlab.models.loading import fingerprint
@@ -197,13 +198,17 @@ class LibraryStudy:
                 device=device,
                 map_units=workers.mapper(f"Hebbian links ({layer})"),
             )
+            studied = {t: fitted[t] for t in self.thresholds[layer]}
+            test_scores = predict_scores_many(
+                studied, feats["test"][layer], self.top_k, map_units=workers.mapper(f"predictions ({layer})")
+            )
             for t in needed[layer]:
                 lib = libraries[(layer, t)] = fitted[t]
                 if self.save_libraries and workers.is_main:
                     lib.save(ctx.output_dir / "libraries" / f"{layer}_{t:g}.pt", layer=layer, model_hash=weights)
                 if t not in self.thresholds[layer]:
                     continue
-                scores = lib.predict_scores(feats["test"][layer], self.top_k, map_units=workers.mapper()).cpu()
+                scores = test_scores[t].cpu()
                 top3 = scores.topk(min(3, n_classes), dim=1).indices
                 size_rows.append({"layer": layer, "threshold": t, "size": lib.size_})
                 pred_rows.append(
@@ -302,16 +307,20 @@ class LibraryStudy:
             variants[eps] = {layer: torch.cat([p[layer] for p in parts]) for layer in self.layers}
         rows, auroc_rows = [], []
         pairs = [tuple(p) for p in self.cpl["pairs"]] if self.cpl["pairs"] else None
+        # P of every (layer, θ) a set uses, per eps: one product with each layer's union of nodes.
+        scores: dict[float, dict[tuple[str, float], torch.Tensor]] = {}
+        for eps, haps in variants.items():
+            scores[eps] = {}
+            for layer in self.layers:
+                used = {(layer, t): libraries[(layer, t)] for t in sorted({s[layer] for s in sets.values()})}
+                scores[eps].update(
+                    predict_scores_many(used, haps[layer], self.cpl["top_k"], map_units=workers.mapper())
+                )
         for name, chosen in sets.items():
             per_eps = {}
-            for eps, haps in variants.items():
-                scores = {
-                    layer: libraries[(layer, chosen[layer])]
-                    .predict_scores(haps[layer], self.cpl["top_k"], map_units=workers.mapper())
-                    .cpu()
-                    for layer in self.layers
-                }
-                per_eps[eps] = consistency(scores, pairs=pairs, softmax=self.cpl["softmax"])
+            for eps in variants:
+                by_layer = {layer: scores[eps][(layer, chosen[layer])].cpu() for layer in self.layers}
+                per_eps[eps] = consistency(by_layer, pairs=pairs, softmax=self.cpl["softmax"])
             for eps, cpl in per_eps.items():
                 for i, value in enumerate(cpl.tolist()):
                     rows.append(

@@ -225,9 +225,25 @@ class LibraryNetwork:
             raise ValueError("the library is empty: no pattern was stored (all inputs refused or absent).")
         dtype = node_haps.dtype if node_haps.dtype in (torch.float32, torch.float64) else torch.float32
         device = self.device if self.device is not None else node_haps.device
-        self.nodes_ = normalize_haps(node_haps.to(device=device, dtype=dtype), what="library nodes")
+        self._nodes = normalize_haps(node_haps.to(device=device, dtype=dtype), what="library nodes")
+        self._union = self._cols = None
         self.node_index_ = index.cpu()
         return self
+
+    @property
+    def nodes_(self) -> torch.Tensor:
+        """Node patterns (L, D), unit vectors (a copy when this library shares a union of nodes)."""
+        self._check_fitted()
+        return self._nodes if self._nodes is not None else self._union[self._cols]
+
+    def _share(self, union: torch.Tensor, cols: torch.Tensor, index: torch.Tensor) -> LibraryNetwork:
+        """Use columns `cols` of a shared node matrix `union` (U, D) instead of a copy of them."""
+        self._nodes, self._union, self._cols, self.node_index_ = None, union, cols, index.cpu()
+        return self
+
+    @property
+    def _reference(self) -> torch.Tensor:
+        return self._nodes if self._nodes is not None else self._union
 
     @property
     def size_(self) -> int:
@@ -237,8 +253,7 @@ class LibraryNetwork:
         """Yield (rows, cosines (B, L)) block by block: h^k of Eq. 1 for every node."""
         self._check_fitted()
         for sl in _blocks(len(haps), self.block_size):
-            x = normalize_haps(haps[sl].to(self.nodes_), allow_zero=self.allow_zero)
-            yield sl, x @ self.nodes_.T
+            yield sl, self._cosines(haps[sl])
 
     # -- Hebbian links (Eq. 2) --------------------------------------------------------------------
     def associate(
@@ -260,7 +275,7 @@ class LibraryNetwork:
             answers = torch.nn.functional.one_hot(dnn_pred[sl].to(g.device).long(), n_classes).to(g.dtype)
             return (2 * answers - 1).T @ g
 
-        links = torch.zeros(n_classes, self.size_, dtype=self.nodes_.dtype, device=self.nodes_.device)
+        links = torch.zeros(n_classes, self.size_, dtype=self._reference.dtype, device=self._reference.device)
         for partial in map_units(_n_blocks(len(haps), self.block_size), block_links):
             links += partial.to(links.device)
         self.links_ = links
@@ -283,7 +298,10 @@ class LibraryNetwork:
         return torch.cat([p.to(self.links_.device) for p in parts])
 
     def _cosines(self, haps: torch.Tensor) -> torch.Tensor:
-        return normalize_haps(haps.to(self.nodes_), allow_zero=self.allow_zero) @ self.nodes_.T
+        x = normalize_haps(haps.to(self._reference), allow_zero=self.allow_zero)
+        if self._nodes is not None:
+            return x @ self._nodes.T
+        return (x @ self._union.T)[:, self._cols]
 
     def predict(self, haps: torch.Tensor, top_k: int = 3) -> torch.Tensor:
         """Predicted class per pattern, (N,)."""
@@ -320,13 +338,13 @@ class LibraryNetwork:
                 f"{state.get('model_hash')!r}, not of layer {layer!r} of model {model_hash!r}."
             )
         lib = cls(state["threshold"], **kwargs)
-        lib.nodes_, lib.node_index_ = state["nodes"], state["node_index"]
+        lib._nodes, lib._union, lib._cols, lib.node_index_ = state["nodes"], None, None, state["node_index"]
         if "links" in state:
             lib.links_, lib.n_classes_ = state["links"], state["links"].shape[0]
         return lib
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "nodes_"):
+        if getattr(self, "_nodes", None) is None and getattr(self, "_union", None) is None:
             raise RuntimeError("this LibraryNetwork is not fitted: call fit() first.")
 
 
@@ -357,7 +375,32 @@ def associate_libraries(
         cols = position[start : start + len(idx)].to(everything.nodes_.device)
         start += len(idx)
         lib = LibraryNetwork(t, block_size=block_size, device=device, allow_zero=allow_zero)
-        lib.nodes_, lib.node_index_ = everything.nodes_[cols], idx.cpu()
+        lib._share(everything._nodes, cols, idx)
         lib.links_, lib.n_classes_ = everything.links_[:, cols], n_classes
         libraries[t] = lib
     return libraries
+
+
+def predict_scores_many(libraries: dict, haps: torch.Tensor, top_k: int, *, map_units: MapUnits = _sequential) -> dict:
+    """{key: P (N, n_classes)} for libraries that share one union of nodes (`associate_libraries`):
+    one (block, |union|) product per block serves every library. Others are predicted one by one."""
+    libs = list(libraries.values())
+    union = libs[0]._union if libs else None
+    if union is None or any(lib._union is not union for lib in libs):
+        return {key: lib.predict_scores(haps, top_k, map_units=map_units) for key, lib in libraries.items()}
+    first = libs[0]
+
+    def block_scores(unit: int) -> torch.Tensor:
+        x = normalize_haps(
+            haps[unit * first.block_size : (unit + 1) * first.block_size].to(union), allow_zero=first.allow_zero
+        )
+        sims = x @ union.T
+        out = []
+        for lib in libs:
+            values, idx = sims[:, lib._cols].topk(min(top_k, lib.size_), dim=1)
+            out.append(torch.einsum("bk,mbk->bm", values, lib.links_[:, idx]))
+        return torch.stack(out)
+
+    parts = map_units(_n_blocks(len(haps), first.block_size), block_scores)
+    stacked = torch.cat([p.to(union.device) for p in parts], dim=1)
+    return {key: stacked[i] for i, key in enumerate(libraries)}
