@@ -43,19 +43,11 @@ def sync(device: torch.device) -> None:
 def load_haps(source: str, n: int) -> tuple[torch.Tensor, str]:
     if source == "resnet44":
         from explainlab.data import CIFAR10DataModule
-        from explainlab.models import build_model
+        from explainlab.models import pretrained_cifar_resnet
         from explainlab.runner.features import extract
 
         shared = os.environ.get("EXPLAINLAB_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-        model = build_model(
-            "resnet44",
-            in_channels=3,
-            image_size=32,
-            mean=(0.485, 0.456, 0.406),
-            std=(0.229, 0.224, 0.225),
-            pretrained="akamaster",
-            models_dir=os.path.join(shared, "models", "cifar10"),
-        )
+        model = pretrained_cifar_resnet("resnet44", models_dir=os.path.join(shared, "models", "cifar10"))
         data = CIFAR10DataModule(
             root=os.path.join(shared, "data"),
             download=False,

@@ -9,10 +9,8 @@ import pytest
 import torch
 
 from explainlab.errors import CheckpointError
-from explainlab.models import build_model, fingerprint, load_weights
+from explainlab.models import build_model, fingerprint, load_weights, pretrained_cifar_resnet
 from explainlab.models.loading import AKAMASTER_FILES, pretrained_path
-
-IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), in_channels=3, image_size=32)
 
 
 def test_round_trip_with_module_prefix(tmp_path: Path) -> None:
@@ -65,7 +63,7 @@ def test_published_cifar_resnets_score_their_accuracy(
     from explainlab.runner.inference import predict_logits
 
     assert (shared_models / AKAMASTER_FILES[name]).is_file()
-    model = build_model(name, pretrained="akamaster", cache_dir=shared_models, **IMAGENET)
+    model = pretrained_cifar_resnet(name, models_dir=str(shared_models))
     data = CIFAR10DataModule(root=str(shared_data), download=False, verify=False, val_size=0, eval_batch_size=500)
     logits, labels = predict_logits(model, data.loader("test"))
     acc = 100 * float((logits.argmax(1) == labels).float().mean())

@@ -91,3 +91,21 @@ def build_model(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def pretrained_cifar_resnet(
+    name: str, *, models_dir: str | None = None, cache_dir: str | os.PathLike = ".cache"
+) -> PixelSpaceModel:
+    """A CIFAR ResNet with akamaster's published weights and the ImageNet normalisation they were
+    trained with (looked up in `models_dir`, $EXPLAINLAB_MODELS, the cache, else downloaded)."""
+    return build_model(
+        name,
+        num_classes=10,
+        in_channels=3,
+        image_size=32,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        pretrained="akamaster",
+        cache_dir=cache_dir,
+        models_dir=models_dir,
+    )

@@ -12,18 +12,10 @@ import pytest
 def test_resnet44_layer1_library_sizes(shared_data: Path, shared_models: Path) -> None:
     from explainlab.data import CIFAR10DataModule
     from explainlab.methods.library import build_libraries
-    from explainlab.models import build_model
+    from explainlab.models import pretrained_cifar_resnet
     from explainlab.runner.features import extract
 
-    model = build_model(
-        "resnet44",
-        in_channels=3,
-        image_size=32,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        pretrained="akamaster",
-        cache_dir=shared_models,
-    )
+    model = pretrained_cifar_resnet("resnet44", models_dir=str(shared_models))
     data = CIFAR10DataModule(root=str(shared_data), download=False, verify=False, val_size=0, eval_batch_size=1000)
     haps = extract(model, data.loader("train"), ["layer1"], with_logits=False)["layer1"]
     assert haps.shape == (50000, 16 * 32 * 32)
