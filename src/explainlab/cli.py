@@ -45,7 +45,12 @@ def quiet_library_logs() -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the task selected by `cfg.method` on a composed config (also usable from notebooks)."""
     quiet_library_logs()
-    task = instantiate(cfg.method)
+    try:
+        task = instantiate(cfg.method)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ExplainlabError):  # show the config error, not Hydra's wrapper
+            raise err.__cause__ from None
+        raise
     return task(cfg)
 
 

@@ -1,0 +1,26 @@
+"""Feature chirality of convolution kernels (paper 000): average kernel similarity S(L) between
+kernels and their horizontal mirror images, the commutative residual E between untrained and
+trained models, and what S says about a model (stages, analytic untrained value, fingerprint)."""
+
+from .fingerprint import fingerprint_report, profile_features, untrained_deviation
+from .similarity import ChiralityProfile, commutative_residual, flip_kernels, flippable_convs, kernel_similarity
+from .stages import analysed_stage, layer_stages, model_family, stretched_positions
+from .theory import expected_abs_cos, expected_abs_cos_flip, expected_similarity
+
+__all__ = [
+    "ChiralityProfile",
+    "analysed_stage",
+    "commutative_residual",
+    "expected_abs_cos",
+    "expected_abs_cos_flip",
+    "expected_similarity",
+    "fingerprint_report",
+    "flip_kernels",
+    "flippable_convs",
+    "kernel_similarity",
+    "layer_stages",
+    "model_family",
+    "profile_features",
+    "stretched_positions",
+    "untrained_deviation",
+]
