@@ -17,22 +17,15 @@ import time
 
 import torch
 import torchvision
+from timing import synced_seconds
 
 from explainlab.methods.chirality import ChiralityProfile, flippable_convs, kernel_similarity
 
 
 def timed(fn, device: str, repeats: int) -> float:
+    """Median of `repeats` calls after one warm-up."""
     fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(synced_seconds(fn, device) for _ in range(repeats))
 
 
 def double_loop(weight: torch.Tensor) -> float:

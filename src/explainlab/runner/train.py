@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -13,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
+from torch import nn
 
 from explainlab.errors import CheckpointError, check_choice
 from explainlab.results import figures
@@ -51,18 +53,28 @@ def epoch_table(ctx: RunContext) -> pd.DataFrame:
     return table.rename(columns=lambda c: c.removesuffix("_epoch"))
 
 
-def ensure_trained(ctx: RunContext, *, reuse: bool = True, resume: bool = True) -> dict[str, Any]:
+def ensure_trained(
+    ctx: RunContext,
+    *,
+    reuse: bool = True,
+    resume: bool = True,
+    model: nn.Module | None = None,
+    module: Callable[[], pl.LightningModule] | None = None,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train `ctx.model` under the recipe, or load the cached result of the same spec.
 
+    model / module / spec: train another model (e.g. a distillation student) through the LightningModule
+    `module()` builds, cached under `spec` (default: ctx.model, a ClassifierModule, ctx.training_spec()).
     Returns {'cache_key', 'cache_path', 'cached' (bool), 'seconds', 'test/acc', 'test/loss'}.
     """
     pl.seed_everything(ctx.cfg.seed, workers=True)
-    spec = ctx.training_spec()
+    spec = spec or ctx.training_spec()
     cache = CheckpointCache(ctx.cfg.paths.cache_dir)
     key = cache_key(spec)
     hit = cache.get(spec) if reuse else None
     if hit is not None:
-        ctx.model.net.load_state_dict(hit["state_dict"])
+        (model or ctx.model).net.load_state_dict(hit["state_dict"])
         log.info("reusing cached checkpoint %s", hit["path"])
         return {
             "cache_key": key,
@@ -73,7 +85,8 @@ def ensure_trained(ctx: RunContext, *, reuse: bool = True, resume: bool = True) 
             **hit["metrics"],
         }
 
-    module = build_module(ctx)
+    module = module() if module is not None else build_module(ctx)
+    model = model or ctx.model
     partial = cache.partial_path(spec)
     last = ModelCheckpoint(
         dirpath=str(partial.parent),
@@ -97,9 +110,9 @@ def ensure_trained(ctx: RunContext, *, reuse: bool = True, resume: bool = True) 
     }
     if not trainer.is_global_zero:  # DDP ranks > 0 (subprocess launcher) leave scoring and writing to rank 0
         return result
-    tested, _, _ = score(ctx.model, ctx.datamodule.loader("test"), eval_device(ctx.cfg.trainer.get("accelerator")))
+    tested, _, _ = score(model, ctx.datamodule.loader("test"), eval_device(ctx.cfg.trainer.get("accelerator")))
     metrics = {"test/acc": tested["acc"], "test/loss": tested["loss"]}
-    result["cache_path"] = str(cache.put(spec, ctx.model.net.state_dict(), metrics))
+    result["cache_path"] = str(cache.put(spec, model.net.state_dict(), metrics))
     partial.unlink(missing_ok=True)
     return {**result, **metrics}
 

@@ -1,0 +1,19 @@
+"""Wall-clock timing shared by the benchmark scripts (run as `python benchmarks/<name>.py`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def synced_seconds(fn: Callable[[], object], device: str) -> float:
+    """Seconds one call of `fn` takes, with CUDA work finished before and after the clock reads."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start

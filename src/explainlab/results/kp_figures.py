@@ -1,0 +1,79 @@
+"""Figures of the knowledge-point study (paper 002, Figs. 2-4)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+
+def sample_scatter(g: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor) -> plt.Figure:
+    """Projected sample features g (N, d') coloured by label, with the class directions μ_y as rays
+    (3-D when d' >= 3, else 2-D). Far from the origin = confident."""
+    g, labels, directions = g.numpy(), labels.numpy(), directions.numpy()
+    three = g.shape[1] >= 3
+    fig = plt.figure(figsize=(5.5, 5))
+    ax = fig.add_subplot(projection="3d" if three else None)
+    cmap = plt.get_cmap("tab10")
+    reach = np.percentile(np.linalg.norm(g, axis=1), 95)
+    for c in np.unique(labels):
+        pts = g[labels == c]
+        ax.scatter(*pts[:, : 3 if three else 2].T, s=4, color=cmap(c % 10), label=str(c), alpha=0.6)
+    for c, mu in enumerate(directions):
+        end = reach * mu[: 3 if three else 2]
+        ax.plot(*[[0, v] for v in end], color=cmap(c % 10), lw=2)
+    ax.legend(fontsize=6, markerscale=2, ncols=2)
+    ax.set_title("sample features g = M f and class directions")
+    fig.tight_layout()
+    return fig
+
+
+def points_per_layer(table: pd.DataFrame) -> plt.Figure:
+    """Knowledge points and reliable ones per layer (bars), reliable ratio (line)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["n_points"], 0.4, label="knowledge points")
+    ax.bar(x + 0.2, table["n_reliable"], 0.4, label="reliable")
+    ax.set_xticks(x, table["layer"])
+    ax.set_ylabel("regions")
+    twin = ax.twinx()
+    twin.plot(x, table["ratio"], color="k", marker="o", label="reliable ratio")
+    twin.set_ylim(0, 1)
+    twin.set_ylabel("reliable ratio")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def distill_similarity(table: pd.DataFrame) -> plt.Figure:
+    """Orientation (1 − cos) and relative strength differences between each student and the teacher,
+    per compared layer, before and after distillation."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, column, title in zip(axes, ("orientation_diff", "strength_diff"), ("1 − cos", "|Δ strength| / strength"),
+                                 strict=True):  # fmt: skip
+        for (student, stage), rows in table.groupby(["student", "stage"], sort=False):
+            ax.plot(rows["layer"], rows[column], marker="o", ls="-" if stage == "trained" else ":",
+                    label=f"mimics {student} ({stage})")  # fmt: skip
+        ax.set_title(title)
+        ax.set_xlabel("layer")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def distill_points(table: pd.DataFrame) -> plt.Figure:
+    """Knowledge points (all and reliable) per layer for the teacher and each student."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, column in zip(axes, ("n_points", "n_reliable"), strict=True):
+        pivot = table.pivot_table(index="layer", columns="student", values=column, sort=False)
+        pivot.plot.bar(ax=ax, rot=0)
+        ax.set_title("knowledge points" if column == "n_points" else "reliable knowledge points")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,78 @@
+"""`method=distill`: students move towards the teacher at the mimicked layer; the module's loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from explainlab.cli import run
+from explainlab.errors import ConfigValueError
+from explainlab.models.build import build_model
+from explainlab.models.layers import record_activations
+from explainlab.runner.distill import DistillModule, regional_differences
+
+STUDY = [
+    "method=distill",
+    "dataset=synthetic",
+    "model.image_size=16",
+    "recipe.epochs=3",
+    "trainer.enable_progress_bar=false",
+    "method.images=64",
+    "method.layers=[conv2]",
+    "method.knowledge_points=null",
+]
+
+
+def test_student_gets_closer_to_the_teacher_at_the_mimicked_layer(compose) -> None:
+    cfg = compose(STUDY)
+    metrics = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    similarity = pd.read_csv(out / "results" / "distill_similarity.csv")
+    at = similarity[similarity["layer"] == "conv2"].set_index("stage")
+    assert at.loc["trained", "orientation_diff"] < 0.5 * at.loc["initial", "orientation_diff"]
+    students = pd.read_csv(out / "results" / "students.csv")
+    assert list(students["student"]) == ["conv2"] and students.loc[0, "test_acc"] > 0.5
+    assert (out / "figures" / "distill_similarity.png").is_file()
+    assert metrics["orientation_diff/conv2/conv2"] == pytest.approx(at.loc["trained", "orientation_diff"])
+    # The student is cached like a trained model: a rerun reuses it and gives the same table.
+    again = compose(STUDY, output_dir=out.parent / "again")
+    run(again)
+    students_again = pd.read_csv(out.parent / "again" / "results" / "students.csv")
+    assert bool(students_again.loc[0, "cached"])
+    pd.testing.assert_frame_equal(similarity, pd.read_csv(out.parent / "again" / "results" / "distill_similarity.csv"))
+
+
+def test_distill_module_keeps_the_teacher_frozen_and_adds_the_mimic_loss() -> None:
+    torch.manual_seed(0)
+    teacher, student = build_model("small_cnn", image_size=8), build_model("small_cnn", image_size=8)
+    module = DistillModule(student, teacher, "conv2", lambda p: torch.optim.SGD(p, lr=0.1), ce_weight=0.0)
+    module.train()
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    module.log = lambda *a, **k: None  # outside a Trainer
+    loss = module.training_step((x, y), 0)
+    with torch.no_grad():
+        s_feat = record_activations(student, x, ["conv2"])["conv2"]
+        t_feat = record_activations(teacher, x, ["conv2"])["conv2"]
+    assert loss.item() == pytest.approx(torch.nn.functional.mse_loss(s_feat.relu(), t_feat.relu()).item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def test_regional_differences_of_identical_and_scaled_maps() -> None:
+    maps = torch.rand(3, 4, 5, 5)
+    same = regional_differences(maps, maps)
+    assert same["orientation_diff"] == pytest.approx(0.0, abs=1e-6) and same["strength_diff"] == pytest.approx(0.0)
+    doubled = regional_differences(2 * maps, maps)
+    assert doubled["orientation_diff"] == pytest.approx(0.0, abs=1e-6) and doubled["strength_diff"] == pytest.approx(
+        1.0
+    )
+
+
+def test_bad_layer_names_the_key(compose) -> None:
+    with pytest.raises(ConfigValueError, match="method.layers"):
+        run(compose([*STUDY, "method.layers=[conv9]"]))
