@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from explainlab.cli import run
 from explainlab.errors import ConfigValueError
@@ -58,3 +59,53 @@ def test_bad_study_config_names_the_key(compose, override: str, key: str) -> Non
         overrides.append("method.reference_layer=conv1")
     with pytest.raises(ConfigValueError, match=key):
         run(compose(overrides))
+
+
+def test_emergence_through_training_reads_the_kept_epochs(compose) -> None:
+    cfg = compose([*STUDY, "recipe.epochs=3", "method.epochs=[1,3]", "method.embeddings=[]"])
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    points = pd.read_csv(out / "results" / "knowledge_points.csv")
+    assert sorted(points["epoch"].unique()) == [1, 3] and len(points) == 4
+    assert (out / "figures" / "emergence.png").is_file()
+    # The epoch-1 weights are a cache entry of their own, different from the final ones.
+    from explainlab.runner.checkpoint_cache import CheckpointCache
+    from explainlab.runner.context import RunContext
+    from explainlab.runner.train import load_snapshot
+
+    ctx = RunContext(cfg)
+    first, final = load_snapshot(ctx, 1), CheckpointCache(cfg.paths.cache_dir).get(ctx.training_spec())["state_dict"]
+    assert not torch.equal(first["conv1.weight"], final["conv1.weight"])
+
+
+def test_epochs_need_a_model_trained_here(compose, tmp_path: Path) -> None:
+    with pytest.raises(ConfigValueError, match="method.epochs"):
+        run(compose([*STUDY, "method.epochs=[1]", f"model.checkpoint={tmp_path / 'w.pt'}"]))
+    with pytest.raises(ConfigValueError, match="method.epochs"):
+        run(compose([*STUDY, "method.epochs=[5]"]))
+
+
+def test_adversarial_study_follows_regions_through_the_attack(compose) -> None:
+    cfg = compose(
+        [
+            *STUDY,
+            "method.embeddings=[]",
+            "method.adversarial=true",
+            "attack=pgd_linf",
+            "attack.eps=0.3",
+            "attack.steps=8",
+            "attack.step=0.05",
+        ]  # fmt: skip
+    )
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    table = pd.read_csv(out / "results" / "adversarial.csv")
+    assert list(table["layer"]) == ["conv1", "conv2"] and (table["attacked"] > 0).all()
+    assert table["delta_orientation"].between(-1, 1).all()
+    utilities = pd.read_csv(out / "results" / "adversarial_utility.csv")
+    assert utilities["utility"].between(0, 1).all()
+    # Types partition the regions important before or after the attack; none is counted twice.
+    assert (table[["type1", "type2", "type3", "type4"]].sum(1) <= table["attacked"] * 64).all()
+    assert (out / "figures" / "adversarial.png").is_file()
+    with pytest.raises(ConfigValueError, match="method.adversarial"):
+        run(compose([*STUDY, "method.adversarial=true"]))

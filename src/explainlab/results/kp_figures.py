@@ -77,3 +77,47 @@ def distill_points(table: pd.DataFrame) -> plt.Figure:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def emergence(table: pd.DataFrame) -> plt.Figure:
+    """Fig. 3 / 6-left: knowledge points and reliable ratio per layer across training epochs."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for layer, rows in table.groupby("layer", sort=False):
+        rows = rows.sort_values("epoch")
+        axes[0].plot(rows["epoch"], rows["n_points"], marker="o", label=layer)
+        axes[1].plot(rows["epoch"], rows["ratio"], marker="o", label=layer)
+    axes[0].set_ylabel("knowledge points")
+    axes[1].set_ylabel("reliable ratio")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def adversarial(table: pd.DataFrame, utilities: pd.DataFrame, tau: float) -> plt.Figure:
+    """Figs. 7-8: utilities p(c_ori | h_ori) of regions important for the adversarial class (histogram
+    per layer), Δorientation / Δstrength per layer, and the four trajectory types."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for layer, rows in utilities.groupby("layer", sort=False):
+        axes[0].hist(rows["utility"], bins=20, range=(0, 1), alpha=0.5, label=layer)
+    axes[0].axvline(tau, color="grey", ls="--", lw=0.8)
+    axes[0].set_xlabel("p(original class | region before the attack)")
+    axes[0].set_ylabel("regions important after the attack")
+    axes[0].legend(fontsize=7)
+    x = np.arange(len(table))
+    axes[1].bar(x - 0.2, table["delta_orientation"], 0.4, label="E cos(h_ori, h_adv)")
+    twin = axes[1].twinx()
+    twin.bar(x + 0.2, table["delta_strength"], 0.4, color="tab:orange", label="E(‖h_ori‖ − ‖h_adv‖)")
+    axes[1].set_xticks(x, table["layer"])
+    axes[1].set_ylabel("orientation (cos)")
+    twin.set_ylabel("strength difference")
+    axes[1].legend(fontsize=7, loc="upper left")
+    twin.legend(fontsize=7, loc="upper right")
+    types = table.set_index("layer")[["type1", "type2", "type3", "type4"]]
+    types.plot.bar(ax=axes[2], rot=0)
+    axes[2].set_ylabel("regions")
+    axes[2].set_title("trajectory types", fontsize=9)
+    fig.tight_layout()
+    return fig

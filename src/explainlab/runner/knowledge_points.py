@@ -9,6 +9,7 @@ Figures: sample_projection (3-D scatter with class directions), knowledge_points
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from scipy.stats import pearsonr
 
@@ -28,13 +30,14 @@ from explainlab.methods.knowledge_points import (
     SampleProjection,
     knowledge_points,
     strength_scale,
+    vmf_log_posterior,
 )
 from explainlab.models.cifar_resnet import CIFAR_RESNET_DEPTHS
 from explainlab.models.layers import ActivationRecorder, resolve_layers
 from explainlab.results import kp_figures
 from explainlab.runner.context import RunContext
 from explainlab.runner.inference import eval_device
-from explainlab.runner.train import ensure_trained, log_to_dashboards, write_training_outputs
+from explainlab.runner.train import ensure_trained, load_snapshot, log_to_dashboards, write_training_outputs
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,11 @@ def layer_outputs(
                     act = F.adaptive_avg_pool2d(act, (min(act.shape[-2], max_side), min(act.shape[-1], max_side)))
                 out[name].append(act.cpu())
     return {name: torch.cat(values) for name, values in out.items()}
+
+
+def class_posterior(probs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """probs (N, R, C), classes (N,) -> (N, R): each region's posterior of its image's class."""
+    return probs.gather(2, classes[:, None, None].expand(-1, probs.shape[1], 1))[..., 0]
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -139,6 +147,8 @@ class KnowledgePointStudy:
         importance_steps: int = 30,
         batch_size: int = 64,
         embeddings: Sequence[str] = EMBEDDINGS,
+        epochs: Sequence[int] = (),
+        adversarial: bool = False,
         progress: bool = True,
     ) -> None:
         check_choice("method.split", split, ("train", "val", "test"))
@@ -159,6 +169,10 @@ class KnowledgePointStudy:
         self.regional_epochs, self.importance_steps, self.batch_size = regional_epochs, importance_steps, batch_size
         self.regional_lr = regional_lr
         self.embeddings, self.progress = list(embeddings), progress
+        for epoch in epochs:
+            check_int("method.epochs", epoch, minimum=1)
+        self.epochs = sorted({int(e) for e in epochs})
+        self.adversarial_study = adversarial
 
     def resolve_layers(self, cfg: DictConfig) -> None:
         """Fill null layers from the model's defaults and check the reference layer."""
@@ -200,7 +214,7 @@ class KnowledgePointStudy:
             norms = embedding_norms(sample.double().numpy(), method, self.dim, seed)
             corr_rows.append({"method": method, "correlation": float(pearsonr(norms, entropy(probs).numpy())[0])})
 
-        projected, importance = {}, {}
+        projected, importance, regionals = {}, {}, {}
         for layer in self.layers:
             fmap = outs[layer]
             if fmap.dim() != 4:
@@ -212,14 +226,16 @@ class KnowledgePointStudy:
                                           batch_size=self.batch_size, seed=seed, device=device)  # fmt: skip
             regional.fit(fmap.to(device), outs["logits"], g, w)
             projected[layer], importance[layer] = regional.transform(fmap.to(device)).cpu(), w.cpu()
+            regionals[layer] = regional
             log.info("%s %s: regional loss %.4f -> %.4f", name, layer, regional.history_[0], regional.history_[-1])
 
         reference = projected[self.reference_layer]
+        scales = {layer: strength_scale(projected[layer], reference) for layer in self.layers}
         kp_rows, region_rows = [], []
         for layer in self.layers:
             h = projected[layer]
             found = knowledge_points(h, labels, projection.log_prior_.cpu(), projection.directions_.cpu(),
-                                     projection.kappa_, tau=self.tau, scale=strength_scale(h, reference))  # fmt: skip
+                                     projection.kappa_, tau=self.tau, scale=scales[layer])  # fmt: skip
             cos_to_g = F.cosine_similarity(h, g[:, None, :], dim=2)
             kp_rows.append(
                 {
@@ -240,22 +256,110 @@ class KnowledgePointStudy:
                 {"layer": layer, "correlation": float(pearsonr(strength, importance[layer].flatten().numpy())[0])}
             )
         return {"points": kp_rows, "corr": corr_rows, "regional_corr": region_rows, "projection": projection, "g": g,
-                "labels": labels, "outputs": outs}  # fmt: skip
+                "labels": labels, "outputs": outs, "regional": regionals, "scales": scales}  # fmt: skip
+
+    def adversarial(
+        self, model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], found: dict[str, Any],
+        attack: Any, *, seed: int, device: torch.device, checkpoints: int = 4,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+        """Sec. 4 (Figs. 7-8): how an untargeted attack moves the projected regional features.
+
+        The attack is replayed with the same seed for 0 < k_1 < ... < steps steps (a prefix of one
+        trajectory). Over successfully attacked images (DNN answer changed, c_ori -> c_adv), per layer:
+        Δorientation = E cos(h_ori, h_adv), Δstrength = E(‖h_ori‖ − ‖h_adv‖) (strengths scaled as for the
+        knowledge points), the four trajectory types with "important" = p(c | h) > τ (1: important for
+        c_ori before and for c_adv after, never unimportant on the way; 2: the same but unimportant at
+        some step in between; 3: unimportant before, important for c_adv after; 4: important before,
+        unimportant after); and the utilities p(c_ori | h_ori) of regions important for c_adv after.
+        Returns (adversarial table per layer, utilities table).
+        """
+        x = torch.cat([b[0] for b in batches])
+        model.eval().to(device)
+        with torch.no_grad():
+            c_ori = torch.cat([model(b[0].to(device)).argmax(1).cpu() for b in batches])
+        grid = sorted({max(1, round(attack.steps * i / checkpoints)) for i in range(1, checkpoints + 1)})
+        images = [x]
+        for steps in grid:
+            torch.manual_seed(seed)
+            replay = copy.copy(attack)
+            replay.steps = steps
+            images.append(replay.perturb(model, x.to(device), c_ori.to(device)).cpu())
+        projection = found["projection"]
+        posteriors: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        features: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        c_adv = c_ori
+        for adv in images:
+            size = max(len(b[0]) for b in batches)
+            chunks = [(adv[i : i + size], c_ori[i : i + size]) for i in range(0, len(adv), size)]
+            outs = layer_outputs(model, chunks, self.layers, device, self.max_side)
+            c_adv = outs["logits"].argmax(1)
+            for layer in self.layers:
+                h = found["regional"][layer].transform(outs[layer].to(device)).cpu() * found["scales"][layer]
+                features[layer].append(h)
+                prior, directions = projection.log_prior_.cpu(), projection.directions_.cpu()
+                posteriors[layer].append(vmf_log_posterior(h, prior, directions, projection.kappa_).exp())
+        success = c_adv != c_ori
+        attacked = int(success.sum())
+        rows, utilities = [], []
+        for layer in self.layers:
+            h_ori, h_adv = features[layer][0][success], features[layer][-1][success]
+            # (checkpoints + 1, attacked images, regions) posteriors of the original / adversarial class
+            p_ori = torch.stack([class_posterior(p[success], c_ori[success]) for p in posteriors[layer]])
+            p_adv = torch.stack([class_posterior(p[success], c_adv[success]) for p in posteriors[layer]])
+            before, after = p_ori[0] > self.tau, p_adv[-1] > self.tau
+            lost_on_the_way = ((p_ori[1:-1] <= self.tau) & (p_adv[1:-1] <= self.tau)).any(0)
+            nan = float("nan")
+            rows.append(
+                {
+                    "layer": layer,
+                    "images": len(x),
+                    "attacked": attacked,
+                    "delta_orientation": float(F.cosine_similarity(h_ori, h_adv, dim=2).mean()) if attacked else nan,
+                    "delta_strength": float((h_ori.norm(dim=2) - h_adv.norm(dim=2)).mean()) if attacked else nan,
+                    "type1": int((before & after & ~lost_on_the_way).sum()),
+                    "type2": int((before & after & lost_on_the_way).sum()),
+                    "type3": int((~before & after).sum()),
+                    "type4": int((before & ~after).sum()),
+                }
+            )
+            utilities += [{"layer": layer, "utility": float(u)} for u in p_ori[0][after]]
+        return pd.DataFrame(rows), pd.DataFrame(utilities, columns=["layer", "utility"])
 
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
         start = time.perf_counter()
         ctx = RunContext(cfg)
         self.resolve_layers(cfg)
+        external = cfg.model.get("pretrained") or cfg.model.get("checkpoint")
+        if self.epochs and external:
+            raise ConfigValueError(
+                "method.epochs", self.epochs, "[] for a pretrained model (it has no training history)"
+            )
+        if self.epochs and max(self.epochs) > cfg.recipe.epochs:
+            raise ConfigValueError("method.epochs", self.epochs, f"epochs within recipe.epochs={cfg.recipe.epochs}")
+        if self.adversarial_study and not cfg.get("attack"):
+            raise ConfigValueError("method.adversarial", True, "an attack: add attack=pgd_linf (or set it false)")
         resolve_layers(ctx.model, [*self.layers, self.sample_layer], key="method.layers")
-        if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
-            trained = ensure_trained(ctx)
+        if not external:
+            trained = ensure_trained(ctx, snapshot_epochs=[e for e in self.epochs if e < cfg.recipe.epochs])
             trained.pop("rank_zero")
             write_training_outputs(ctx, trained)
         device = eval_device(cfg.trainer.get("accelerator"))
-        found = self.analyse(ctx.model, self.first_images(ctx), name=cfg.model.name, seed=cfg.seed, device=device)
+        batches = self.first_images(ctx)
+        emergence = []
+        for epoch in (e for e in self.epochs if e < cfg.recipe.epochs):  # Fig. 3: the same analysis per epoch
+            snapshot = copy.deepcopy(ctx.model)
+            snapshot.net.load_state_dict(load_snapshot(ctx, epoch))
+            emergence += self.analyse(snapshot, batches, name=cfg.model.name, seed=cfg.seed, device=device,
+                                      epoch=epoch)["points"]  # fmt: skip
+        final_epoch = cfg.recipe.epochs if not external else -1
+        found = self.analyse(ctx.model, batches, name=cfg.model.name, seed=cfg.seed, device=device, epoch=final_epoch)
         kp_rows, corr_rows, region_rows = found["points"], found["corr"], found["regional_corr"]
         projection, g, labels = found["projection"], found["g"], found["labels"]
-        kp_table, corr_table = pd.DataFrame(kp_rows), pd.DataFrame(corr_rows)
+        kp_table, corr_table = pd.DataFrame(emergence + kp_rows), pd.DataFrame(corr_rows)
+        adversarial = utilities = None
+        if self.adversarial_study:
+            adversarial, utilities = self.adversarial(ctx.model, batches, found, instantiate(cfg.attack),
+                                                      seed=cfg.seed, device=device)  # fmt: skip
         rec = ctx.recorder
         rec.save_config(cfg)
         rec.save_table("knowledge_points", kp_table)
@@ -264,7 +368,13 @@ class KnowledgePointStudy:
         rec.save_table("sample_fit", pd.DataFrame({"round": range(1, len(projection.history_) + 1),
                                                    "kl": projection.history_}))  # fmt: skip
         rec.save_figure("sample_projection", kp_figures.sample_scatter(g, labels, projection.directions_.cpu()))
-        rec.save_figure("knowledge_points", kp_figures.points_per_layer(kp_table))
+        rec.save_figure("knowledge_points", kp_figures.points_per_layer(pd.DataFrame(kp_rows)))
+        if emergence:
+            rec.save_figure("emergence", kp_figures.emergence(kp_table))
+        if adversarial is not None:
+            rec.save_table("adversarial", adversarial)
+            rec.save_table("adversarial_utility", utilities)
+            rec.save_figure("adversarial", kp_figures.adversarial(adversarial, utilities, self.tau))
         metrics: dict[str, Any] = {"sample_kl": projection.history_[-1], "seconds": time.perf_counter() - start}
         metrics |= {f"corr/{r['method']}": r["correlation"] for r in corr_rows}
         metrics |= {f"points/{r['layer']}": r["n_points"] for r in kp_rows}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import pandas as pd
+import torch
 import torchmetrics
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -53,6 +54,24 @@ def epoch_table(ctx: RunContext) -> pd.DataFrame:
     return table.rename(columns=lambda c: c.removesuffix("_epoch"))
 
 
+class EpochSnapshots(pl.Callback):
+    """Stores the weights of `model` at the end of the listed (1-based) epochs as checkpoint-cache
+    entries under `snapshot_spec(spec, epoch)` (rank zero only; weights-only, key-checked on load)."""
+
+    def __init__(self, cache: CheckpointCache, spec: dict[str, Any], epochs: Sequence[int], model: nn.Module) -> None:
+        self.cache, self.spec, self.epochs, self.model = cache, spec, set(epochs), model
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch in self.epochs and trainer.is_global_zero:
+            self.cache.put(snapshot_spec(self.spec, epoch), self.model.net.state_dict(), {"epoch": epoch})
+
+
+def snapshot_spec(spec: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """Cache spec of the weights after `epoch` epochs of the training described by `spec`."""
+    return {**spec, "snapshot_epoch": int(epoch)}
+
+
 def ensure_trained(
     ctx: RunContext,
     *,
@@ -61,17 +80,24 @@ def ensure_trained(
     model: nn.Module | None = None,
     module: Callable[[], pl.LightningModule] | None = None,
     spec: dict[str, Any] | None = None,
+    snapshot_epochs: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Train `ctx.model` under the recipe, or load the cached result of the same spec.
 
     model / module / spec: train another model (e.g. a distillation student) through the LightningModule
     `module()` builds, cached under `spec` (default: ctx.model, a ClassifierModule, ctx.training_spec()).
+    snapshot_epochs: also keep the weights after these epochs (read them with `load_snapshot`); when
+    one is missing from the cache, the model is trained again from the start to make it.
     Returns {'cache_key', 'cache_path', 'cached' (bool), 'seconds', 'test/acc', 'test/loss'}.
     """
     pl.seed_everything(ctx.cfg.seed, workers=True)
     spec = spec or ctx.training_spec()
     cache = CheckpointCache(ctx.cfg.paths.cache_dir)
     key = cache_key(spec)
+    missing = [e for e in snapshot_epochs if not cache.path(snapshot_spec(spec, e)).is_file()]
+    if missing:
+        log.info("training again to keep the weights after epochs %s", missing)
+        reuse = resume = False
     hit = cache.get(spec) if reuse else None
     if hit is not None:
         (model or ctx.model).net.load_state_dict(hit["state_dict"])
@@ -94,7 +120,10 @@ def ensure_trained(
         save_top_k=1,
         enable_version_counter=False,
     )
-    trainer = ctx.trainer(callbacks=[last])
+    callbacks: list[pl.Callback] = [last]
+    if snapshot_epochs:
+        callbacks.append(EpochSnapshots(cache, spec, snapshot_epochs, model))
+    trainer = ctx.trainer(callbacks=callbacks)
     ckpt_path = str(partial) if resume and partial.is_file() else None
     if ckpt_path:
         log.info("resuming interrupted training from %s", ckpt_path)
@@ -115,6 +144,14 @@ def ensure_trained(
     result["cache_path"] = str(cache.put(spec, model.net.state_dict(), metrics))
     partial.unlink(missing_ok=True)
     return {**result, **metrics}
+
+
+def load_snapshot(ctx: RunContext, epoch: int, spec: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """State dict of the model after `epoch` epochs, kept by `ensure_trained(snapshot_epochs=...)`."""
+    hit = CheckpointCache(ctx.cfg.paths.cache_dir).get(snapshot_spec(spec or ctx.training_spec(), epoch))
+    if hit is None:
+        raise CheckpointError(f"no weights kept after epoch {epoch}: train with snapshot_epochs including it")
+    return hit["state_dict"]
 
 
 def log_to_dashboards(ctx: RunContext, metrics: dict[str, float]) -> None:
