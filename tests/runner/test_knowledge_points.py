@@ -39,7 +39,7 @@ def test_study_writes_counts_correlations_and_figures(compose) -> None:
     assert list(corr["method"]) == ["ours", "pca", "isomap"] and corr["correlation"].between(-1, 1).all()
     assert len(pd.read_csv(out / "results" / "regional_corr.csv")) == 2
     assert len(pd.read_csv(out / "results" / "sample_fit.csv")) == 5
-    for name in ("sample_projection", "knowledge_points"):
+    for name in ("sample_projection", "knowledge_points", "through_layers"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 5000
     assert metrics["points/conv2"] == points.loc[1, "n_points"]
 

@@ -121,3 +121,30 @@ def adversarial(table: pd.DataFrame, utilities: pd.DataFrame, tau: float) -> plt
     axes[2].set_title("trajectory types", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def through_layers(projected: dict[str, torch.Tensor], labels: torch.Tensor, directions: torch.Tensor,
+                   images: int = 3, regions: int = 12) -> plt.Figure:  # fmt: skip
+    """Fig. 4: the same regions of a few images projected in successive layers (first two projected
+    coordinates; strengths scaled as for the knowledge points), one panel per image, a line per
+    region from the first layer (small dot) to the last (large dot), class directions as rays."""
+    layers = list(projected)
+    n = min(images, len(labels))
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.8), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for i, ax in enumerate(axes[0]):
+        h = torch.stack([projected[layer][i] for layer in layers])  # (L, R, d')
+        strongest = h[-1].norm(dim=1).argsort(descending=True)[:regions]
+        for r in strongest:
+            path = h[:, r, :2].numpy()
+            ax.plot(path[:, 0], path[:, 1], color="grey", lw=0.8, alpha=0.7)
+            ax.scatter(path[:, 0], path[:, 1], s=np.linspace(6, 30, len(layers)), c=range(len(layers)),
+                       cmap="viridis", zorder=3)  # fmt: skip
+        reach = float(h[..., :2].norm(dim=-1).max())
+        for c, mu in enumerate(directions.numpy()):
+            ax.plot([0, reach * mu[0]], [0, reach * mu[1]], color=cmap(c % 10), lw=1.5, alpha=0.8)
+        ax.set_title(f"image {i} (label {int(labels[i])}): {layers[0]} → {layers[-1]}", fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

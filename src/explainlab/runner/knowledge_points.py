@@ -256,7 +256,8 @@ class KnowledgePointStudy:
                 {"layer": layer, "correlation": float(pearsonr(strength, importance[layer].flatten().numpy())[0])}
             )
         return {"points": kp_rows, "corr": corr_rows, "regional_corr": region_rows, "projection": projection, "g": g,
-                "labels": labels, "outputs": outs, "regional": regionals, "scales": scales}  # fmt: skip
+                "labels": labels, "outputs": outs, "regional": regionals, "scales": scales,
+                "projected": projected}  # fmt: skip
 
     def adversarial(
         self, model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], found: dict[str, Any],
@@ -371,6 +372,9 @@ class KnowledgePointStudy:
         rec.save_figure("knowledge_points", kp_figures.points_per_layer(pd.DataFrame(kp_rows)))
         if emergence:
             rec.save_figure("emergence", kp_figures.emergence(kp_table))
+        if len({found["projected"][layer].shape[1] for layer in self.layers}) == 1:  # one region grid for all
+            scaled = {layer: found["projected"][layer] * found["scales"][layer] for layer in self.layers}
+            rec.save_figure("through_layers", kp_figures.through_layers(scaled, labels, projection.directions_.cpu()))
         if adversarial is not None:
             rec.save_table("adversarial", adversarial)
             rec.save_table("adversarial_utility", utilities)
