@@ -1,0 +1,121 @@
+"""Attribution methods against hand computations on a tiny network, and on every architecture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from explainlab.methods.heatmaps.attribution import METHODS, explain, prepare_for_attribution, to_heatmap
+from explainlab.models.build import build_model
+
+
+class Tiny(nn.Module):
+    """x (N, 1, 4, 4) -> conv 3x3 (2 channels, padding 1) -> relu -> linear -> 3 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1).double()
+        self.fc = nn.Linear(32, 3).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv(x)).flatten(1))
+
+
+@pytest.fixture
+def tiny() -> tuple[Tiny, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    return Tiny(), torch.randn(2, 1, 4, 4, dtype=torch.float64), torch.tensor([0, 2])
+
+
+def _backward_through_conv(model: Tiny, grad_h: torch.Tensor) -> torch.Tensor:
+    """d/dx of Σ grad_h · conv(x): the transposed convolution of grad_h."""
+    return F.conv_transpose2d(grad_h, model.conv.weight, padding=1)
+
+
+def test_gradient_and_gradient_times_input(tiny) -> None:
+    model, x, target = tiny
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
+    assert torch.allclose(explain(model, x, target, "gradient"), grad)
+    assert torch.allclose(explain(model, x, target, "gradient_x_input"), grad * x)
+
+
+def test_guided_backprop_and_deconvnet_by_hand(tiny) -> None:
+    model, x, target = tiny
+    h = model.conv(x)
+    grad_a = model.fc.weight[target].view(2, 2, 4, 4)  # d logit / d relu output
+    guided = _backward_through_conv(model, grad_a.clamp_min(0) * (h > 0))  # negative gradients zeroed
+    deconv = _backward_through_conv(model, grad_a.clamp_min(0))  # the forward mask is not used
+    assert torch.allclose(explain(model, x, target, "guided_backprop"), guided.detach())
+    assert torch.allclose(explain(model, x, target, "deconvnet"), deconv.detach())
+
+
+def test_gradcam_weights_are_spatially_averaged_gradients(tiny) -> None:
+    model, x, target = tiny
+    h = model.conv(x)
+    grad_h = model.fc.weight[target].view(2, 2, 4, 4) * (h > 0)
+    alpha = grad_h.mean((2, 3), keepdim=True)
+    cam = (alpha * h).sum(1, keepdim=True).clamp_min(0)
+    got = explain(model, x, target, "gradcam", layer="conv")
+    assert torch.allclose(got[:, :1], cam.detach())
+
+
+def test_integrated_gradients_and_deeplift_are_complete(tiny) -> None:
+    model, x, target = tiny
+    delta = (model(x) - model(torch.zeros_like(x))).gather(1, target[:, None]).squeeze(1)
+    ig = explain(model, x, target, "integrated_gradients", steps=200).sum((1, 2, 3))
+    assert ig.tolist() == pytest.approx(delta.tolist(), rel=1e-3, abs=1e-3)
+    dl = explain(model, x, target, "deeplift").sum((1, 2, 3))
+    assert dl.tolist() == pytest.approx(delta.tolist(), rel=1e-6, abs=1e-6)
+
+
+def test_occlusion_of_a_linear_model_is_weight_times_input() -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).double()
+    x, target = torch.rand(3, 1, 4, 4, dtype=torch.float64), torch.tensor([0, 1, 1])
+    got = explain(model, x, target, "occlusion", window=1, stride=1)
+    # Captum accumulates occlusion differences in float32.
+    assert torch.allclose(got.double(), model[1].weight[target].view(3, 1, 4, 4) * x, atol=1e-6)
+
+
+def test_prepare_gives_every_relu_its_own_module() -> None:
+    torch.manual_seed(0)
+    net = build_model("resnet20", in_channels=3, image_size=32, mean=(0, 0, 0), std=(1, 1, 1)).eval()
+    prepared = prepare_for_attribution(net)
+    calls = [n.target for n in prepared.graph.nodes if n.op == "call_module"
+             and isinstance(prepared.get_submodule(n.target), nn.ReLU)]  # fmt: skip
+    assert len(calls) == len(set(calls)) == 19  # stem + 2 per block, none functional any more
+    assert not any(n.op == "call_function" and n.target is F.relu for n in prepared.graph.nodes)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(prepared(x), net(x), atol=1e-6)
+    target = net(x).argmax(1)
+    assert not torch.allclose(explain(net, x, target, "guided_backprop", prepared=prepared),
+                              explain(net, x, target, "gradient"))  # fmt: skip
+
+
+ARCHITECTURES = {
+    "small_cnn": dict(in_channels=1, image_size=8),
+    "mnist_cnn": dict(in_channels=1, image_size=28),
+    "resnet20": dict(in_channels=3, image_size=32, mean=(0, 0, 0), std=(1, 1, 1)),
+    "resnet18": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
+    "vgg11": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
+    "alexnet": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_method_runs_on_every_architecture(name: str) -> None:
+    torch.manual_seed(0)
+    kwargs = ARCHITECTURES[name]
+    model = build_model(name, **kwargs).eval()
+    size = kwargs["image_size"]
+    x = torch.rand(2, kwargs["in_channels"], size, size)
+    target = model(x).argmax(1)
+    prepared = prepare_for_attribution(model)
+    for method in METHODS:
+        attr = explain(model, x, target, method, prepared=prepared, steps=8, window=size // 4, stride=size // 4)
+        assert attr.shape == x.shape and torch.isfinite(attr).all(), method
+        maps = to_heatmap(attr, method)
+        assert maps.shape == (2, size, size) and maps.min() >= 0 and maps.max() <= 1, method
