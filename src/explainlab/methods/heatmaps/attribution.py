@@ -149,7 +149,10 @@ def explain(
     if method == "guided_gradcam":
         return GuidedBackprop(prepared).attribute(x, target=target) * _gradcam(model, x, target, layer)
     if method == "integrated_gradients":
-        return IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=steps)
+        # One pass of len(x) images per step instead of len(x) * steps images at once (memory).
+        return IntegratedGradients(model).attribute(
+            x, baselines=baseline, target=target, n_steps=steps, internal_batch_size=len(x)
+        )
     if method == "deeplift":
         return DeepLift(prepared).attribute(x, baselines=baseline, target=target)
     return Occlusion(model).attribute(

@@ -1,0 +1,98 @@
+"""Figures of the heat-map study (paper 003): map grids, SSIM matrices, dendrograms, AOPC curves,
+and the randomisation sanity check."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from scipy.cluster.hierarchy import dendrogram as scipy_dendrogram  # noqa: E402
+
+from explainlab.methods.heatmaps import cluster_ssim  # noqa: E402
+
+
+def grid(image: torch.Tensor, maps: dict[str, dict[str, torch.Tensor]]) -> plt.Figure:
+    """Rows: models; columns: the image, then one heat map per method (overlaid on the image)."""
+    models = list(maps)
+    methods = list(next(iter(maps.values())))
+    fig, axes = plt.subplots(len(models), len(methods) + 1, figsize=(1.6 * (len(methods) + 1), 1.6 * len(models)),
+                             squeeze=False)  # fmt: skip
+    picture = image.permute(1, 2, 0).numpy().squeeze()
+    cmap = "gray" if picture.ndim == 2 else None
+    for r, model in enumerate(models):
+        axes[r, 0].imshow(picture, cmap=cmap)
+        axes[r, 0].set_ylabel(model, fontsize=7)
+        for c, method in enumerate(methods, start=1):
+            axes[r, c].imshow(picture, cmap=cmap)
+            axes[r, c].imshow(maps[model][method].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if r == 0:
+                axes[r, c].set_title(method, fontsize=6)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def ssim(similarity: torch.Tensor, names: list[str], method: str) -> plt.Figure:
+    """Mean SSIM matrix over the images for one method."""
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * len(names), 0.8 + 0.5 * len(names)))
+    im = ax.imshow(similarity.numpy(), vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    for (i, j), v in np.ndenumerate(similarity.numpy()):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.5 else "k")
+    ax.set_title(f"SSIM, {method}", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def dendrogram(similarity: torch.Tensor, names: list[str], method: str) -> plt.Figure:
+    """Average-linkage dendrogram of 1 − (mean) SSIM, with the cophenetic correlation."""
+    tree, coph = cluster_ssim(similarity)
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    scipy_dendrogram(tree, labels=names, ax=ax, leaf_rotation=90, leaf_font_size=7)
+    ax.set_ylabel("1 − SSIM")
+    ax.set_title(f"{method} (cophenetic r = {coph:.2f})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def aopc(table: pd.DataFrame) -> plt.Figure:
+    """AOPC curves per method (panels), models as lines; dotted: the random-order baseline."""
+    methods = list(dict.fromkeys(table["method"]))
+    cols = min(len(methods), 4)
+    rows = int(np.ceil(len(methods) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, method in zip(axes.ravel(), methods, strict=False):
+        for (model, order), part in table[table["method"] == method].groupby(["model", "order"], sort=False):
+            ax.plot(part["step"], part["score"], ls="-" if order == "morf" else ":", label=f"{model} ({order})")
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("perturbation step")
+        ax.set_ylabel("AOPC")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in axes.ravel()[len(methods) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def randomisation(table: pd.DataFrame) -> plt.Figure:
+    """SSIM between the trained model's maps and those of progressively randomised copies."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for method, part in table.groupby("method", sort=False):
+        mean = part.groupby("layers_randomised")["ssim"].mean()
+        ax.plot(mean.index, mean.to_numpy(), marker="o", label=method)
+    ax.set_xlabel("layers re-initialised (from the top)")
+    ax.set_ylabel("SSIM to the trained model's maps")
+    ax.set_ylim(-0.1, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig

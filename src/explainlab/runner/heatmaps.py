@@ -1,0 +1,208 @@
+"""`method=heatmaps`: heat maps of several models and methods on the same images (paper 003).
+
+For each model (its own predicted class as target, or a fixed class): every method's maps; per image
+and method the SSIM matrix across models and two clusterings; the AOPC perturbation test (most
+relevant first, and the random-order baseline); optionally the model-parameter randomisation
+sanity check (Adebayo et al.): SSIM between the trained model's maps and those of copies whose
+parameterised layers are re-initialised from the top, one more layer at a time.
+
+Tables (results/): ssim/<method>/<image>.csv (model_a, model_b, ssim), clusters.csv, aopc.csv
+(model, method, order, step, score), randomisation.csv, predictions.csv, skipped.csv.
+Figures: heatmaps_<image>, ssim_<method>, dendrogram_<method>, aopc, randomisation.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from scipy.cluster.hierarchy import fcluster
+from torch import nn
+
+from explainlab.errors import ConfigValueError, ExplainlabError, check_choice, check_int
+from explainlab.methods.heatmaps import cluster_heatmaps, cluster_ssim, perturbation_curve, ssim_matrix
+from explainlab.methods.heatmaps.attribution import METHODS, explain, prepare_for_attribution, to_heatmap
+from explainlab.models.build import MODEL_NAMES
+from explainlab.results import heatmap_figures
+from explainlab.runner.chirality import build_trained
+from explainlab.runner.context import RunContext
+from explainlab.runner.inference import eval_device
+from explainlab.runner.train import ensure_trained, log_to_dashboards
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("run", "akamaster", "torchvision")
+
+
+def randomised_copies(model: nn.Module, seed: int) -> list[tuple[int, nn.Module]]:
+    """Cascading randomisation: copies with the last 1, 2, ... parameterised layers (conv/linear)
+    re-initialised (their reset_parameters), top first. Returns [(layers randomised, copy)]."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    out = []
+    for count in range(1, len(layers) + 1):
+        torch.manual_seed(seed + count)
+        clone = copy.deepcopy(model)
+        clone_layers = [m for m in clone.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for layer in clone_layers[-count:]:
+            layer.reset_parameters()
+        out.append((count, clone.eval()))
+    return out
+
+
+class HeatmapStudy:
+    """Heat maps of `models` x `methods` on the first `images` images of `split`.
+
+    models: [{name, trained}] with trained in SOURCES ('run': the run's model, trained by its recipe
+    or from the cache; 'akamaster': published CIFAR ResNets; 'torchvision': weights=DEFAULT, skipped
+    offline with the file to fetch). Every model must accept the dataset's images.
+    target: 'predicted' (each model's own answer) or a class index. aopc_steps / patch: perturbation
+    test. randomisation: run the sanity check on the first model (at most `randomisation_layers`).
+    """
+
+    def __init__(self, models: Sequence[Mapping[str, Any]], methods: Sequence[str] = METHODS, *, images: int = 8,
+                 split: str = "test", target: str | int = "predicted", aopc_steps: int = 16, patch: int = 4,
+                 aopc_fill: str = "uniform", randomisation: bool = True, randomisation_layers: int = 6,
+                 occlusion_window: int = 8, ig_steps: int = 32, progress: bool = True) -> None:  # fmt: skip
+        self.models = [dict(OmegaConf.to_container(m) if isinstance(m, DictConfig) else m) for m in models]
+        if not self.models:
+            raise ConfigValueError("method.models", [], "at least one {name, trained} entry")
+        for i, entry in enumerate(self.models):
+            check_choice(f"method.models[{i}].trained", entry.get("trained"), SOURCES)
+            check_choice(f"method.models[{i}].name", entry.get("name"), MODEL_NAMES)
+        for method in methods:
+            check_choice("method.methods", method, METHODS)
+        check_int("method.images", images, minimum=1)
+        check_choice("method.split", split, ("train", "val", "test"))
+        check_choice("method.aopc_fill", aopc_fill, ("uniform", "mean"))
+        if target != "predicted":
+            check_int("method.target", target, minimum=0)
+        self.methods, self.images, self.split, self.target = list(methods), images, split, target
+        self.aopc_steps, self.patch, self.aopc_fill = aopc_steps, patch, aopc_fill
+        self.randomisation, self.randomisation_layers = randomisation, randomisation_layers
+        self.occlusion_window, self.ig_steps, self.progress = occlusion_window, ig_steps, progress
+
+    def _model(self, ctx: RunContext, entry: Mapping[str, Any]) -> nn.Module:
+        if entry["trained"] == "run":
+            if entry["name"] != ctx.cfg.model.name:
+                raise ConfigValueError("method.models[].name", entry["name"], f"the run's model {ctx.cfg.model.name!r}")
+            if not (ctx.cfg.model.get("pretrained") or ctx.cfg.model.get("checkpoint")):
+                ensure_trained(ctx)
+            return ctx.model
+        return build_trained(entry["name"], entry["trained"], ctx.cfg.paths)
+
+    def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        prepared = prepare_for_attribution(model)
+        window = min(self.occlusion_window, x.shape[-1])
+        return {
+            method: to_heatmap(
+                explain(model, x, target, method, prepared=prepared, steps=self.ig_steps, window=window, stride=window),
+                method,
+            ).cpu()  # fmt: skip
+            for method in self.methods
+        }
+
+    def __call__(self, cfg: DictConfig) -> dict[str, Any]:
+        start = time.perf_counter()
+        ctx = RunContext(cfg)
+        device = eval_device(cfg.trainer.get("accelerator"))
+        dataset = ctx.datamodule.dataset(self.split)
+        x, labels = dataset.__getitems__(list(range(min(self.images, len(dataset)))))
+        x = x.to(device)
+        names, maps, skipped, predictions, aopc_rows = [], {}, [], [], []
+        for entry in self.models:
+            try:
+                model = self._model(ctx, entry).eval().to(device)
+            except ExplainlabError as err:
+                log.warning("skipping %s: %s", entry["name"], err)
+                skipped.append({"model": entry["name"], "reason": str(err)})
+                continue
+            with torch.no_grad():
+                predicted = model(x).argmax(1)
+            target = predicted if self.target == "predicted" else torch.full_like(predicted, int(self.target))
+            name = entry["name"]
+            names.append(name)
+            maps[name] = self._maps(model, x, target)
+            predictions += [{"model": name, "image": i, "label": int(labels[i]), "predicted": int(predicted[i])}
+                            for i in range(len(x))]  # fmt: skip
+            for method, m in maps[name].items():
+                for order in ("morf", "random"):
+                    _, curve = perturbation_curve(
+                        model, x, m.to(device), target, steps=self.aopc_steps, patch=self.patch, order=order,
+                        fill=self.aopc_fill, seed=cfg.seed,
+                    )  # fmt: skip
+                    aopc_rows += [{"model": name, "method": method, "order": order, "step": k, "score": float(v)}
+                                  for k, v in enumerate(curve.cpu())]  # fmt: skip
+            if self.randomisation and len(names) == 1:
+                randomised = self._randomisation(model, x, target, maps[name], cfg.seed)
+        if not names:
+            raise ExplainlabError("no model of method.models could be loaded; see the warnings above")
+        rec = ctx.recorder
+        rec.save_config(cfg)
+        cluster_rows, mean_ssim = [], {}
+        for method in self.methods:
+            per_image = []
+            for i in range(len(x)):
+                stack = torch.stack([maps[n][method][i] for n in names])
+                similarity = ssim_matrix(stack) if len(names) > 1 else torch.ones(1, 1, dtype=torch.float64)
+                per_image.append(similarity)
+                rows = [{"model_a": a, "model_b": b, "ssim": float(similarity[p, q])}
+                        for p, a in enumerate(names) for q, b in enumerate(names)]  # fmt: skip
+                rec.save_table(f"ssim/{method}/{i}", pd.DataFrame(rows))
+                if len(names) > 2:
+                    for linkage_name, (tree, coph) in (("ward", cluster_heatmaps(stack)),
+                                                       ("average_1-ssim", cluster_ssim(similarity))):  # fmt: skip
+                        assignment = fcluster(tree, 2, criterion="maxclust")
+                        cluster_rows += [{"method": method, "image": i, "linkage": linkage_name, "model": n,
+                                          "cluster": int(c), "cophenetic": coph}
+                                         for n, c in zip(names, assignment, strict=True)]  # fmt: skip
+            mean_ssim[method] = torch.stack(per_image).mean(0)
+        rec.save_table("clusters", pd.DataFrame(cluster_rows))
+        aopc = pd.DataFrame(aopc_rows)
+        rec.save_table("aopc", aopc)
+        rec.save_table("predictions", pd.DataFrame(predictions))
+        rec.save_table("skipped", pd.DataFrame(skipped, columns=["model", "reason"]))
+        for i in range(min(len(x), 4)):
+            per_model = {n: {m: maps[n][m][i] for m in self.methods} for n in names}
+            rec.save_figure(f"heatmaps_{i}", heatmap_figures.grid(x[i].cpu(), per_model))
+        if len(names) > 1:
+            for method in self.methods:
+                rec.save_figure(f"ssim_{method}", heatmap_figures.ssim(mean_ssim[method], names, method))
+                if len(names) > 2:
+                    rec.save_figure(
+                        f"dendrogram_{method}", heatmap_figures.dendrogram(mean_ssim[method], names, method)
+                    )
+        rec.save_figure("aopc", heatmap_figures.aopc(aopc))
+        metrics: dict[str, Any] = {"seconds": time.perf_counter() - start, "models": len(names)}
+        final = aopc[(aopc["order"] == "morf") & (aopc["step"] == aopc["step"].max())]
+        metrics |= {f"aopc/{r.model}/{r.method}": r.score for r in final.itertuples()}
+        if self.randomisation:
+            rec.save_table("randomisation", randomised)
+            rec.save_figure("randomisation", heatmap_figures.randomisation(randomised))
+        log_to_dashboards(ctx, {k: float(v) for k, v in metrics.items()})
+        rec.log_metrics(metrics | {"skipped": skipped})
+        best = final.sort_values("score", ascending=False).head(3)
+        headline: dict[str, Any] = {"models": ", ".join(names), "methods": ", ".join(self.methods), "images": len(x)}
+        headline |= {f"AOPC {r.model} {r.method}": r.score for r in best.itertuples()}
+        if skipped:
+            headline["skipped"] = ", ".join(s["model"] for s in skipped)
+        headline["time"] = f"{metrics['seconds']:.1f} s"
+        rec.summary(f"explainlab heatmaps: {len(names)} models x {len(self.methods)} methods", headline)
+        return metrics
+
+    def _randomisation(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                       trained: dict[str, torch.Tensor], seed: int) -> pd.DataFrame:  # fmt: skip
+        rows = []
+        for count, clone in randomised_copies(model, seed)[: self.randomisation_layers]:
+            randomised = self._maps(clone, x, target)
+            for method in self.methods:
+                for i in range(len(x)):
+                    pair = torch.stack([trained[method][i], randomised[method][i]])
+                    rows.append({"layers_randomised": count, "method": method, "image": i,
+                                 "ssim": float(ssim_matrix(pair)[0, 1])})  # fmt: skip
+        return pd.DataFrame(rows)
