@@ -1,0 +1,99 @@
+"""Objectives for activation maximization (survey 004, Sec. 4): functions of the recorded layer
+outputs and the logits, one score per image of the batch, combinable with + and *."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+Scores = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+class Objective:
+    """score(activations {layer: (B, ...)}, logits (B, K)) -> (B,) to be maximised.
+
+    layers: the layer outputs it reads. `a + b`, `a - b`, `w * a` combine objectives.
+    """
+
+    def __init__(self, score: Scores, layers: tuple[str, ...] = (), name: str = "") -> None:
+        self.score, self.layers, self.name = score, tuple(dict.fromkeys(layers)), name
+
+    def __call__(self, activations: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+        return self.score(activations, logits)
+
+    def __add__(self, other: Objective) -> Objective:
+        return Objective(lambda a, z: self(a, z) + other(a, z), self.layers + other.layers, f"{self.name}+{other.name}")
+
+    def __sub__(self, other: Objective) -> Objective:
+        return self + (-1.0) * other
+
+    def __rmul__(self, weight: float) -> Objective:
+        return Objective(lambda a, z: weight * self(a, z), self.layers, f"{weight}*{self.name}")
+
+
+def channel(layer: str, index: int) -> Objective:
+    """Mean activation of one channel over all positions (a 'feature' in Olah et al.'s terms)."""
+    return Objective(lambda a, z: a[layer][:, index].flatten(1).mean(1), (layer,), f"{layer}:{index}")
+
+
+def neuron(layer: str, index: int, y: int | None = None, x: int | None = None) -> Objective:
+    """One unit: channel `index` at position (y, x) (default: the centre); for flat layers, unit `index`."""
+
+    def score(a: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        act = a[layer]
+        if act.dim() == 2:
+            return act[:, index]
+        h, w = act.shape[-2:]
+        return act[:, index, h // 2 if y is None else y, w // 2 if x is None else x]
+
+    return Objective(score, (layer,), f"{layer}:{index}@{y},{x}")
+
+
+def deepdream(layer: str) -> Objective:
+    """The whole layer: mean of squared activations (DeepDream)."""
+    return Objective(lambda a, z: a[layer].pow(2).flatten(1).mean(1), (layer,), f"{layer}:dream")
+
+
+def logit(index: int) -> Objective:
+    """A class logit (pre-softmax, as the survey recommends over the probability)."""
+    return Objective(lambda a, z: z[:, index], (), f"logit:{index}")
+
+
+def probability(index: int) -> Objective:
+    """A class probability (softmax); tends to lower the other classes instead of raising this one."""
+    return Objective(lambda a, z: z.softmax(1)[:, index], (), f"prob:{index}")
+
+
+def direction(layer: str, vector: torch.Tensor) -> Objective:
+    """Dot product of each position's activation vector with `vector` (C,), averaged over positions."""
+
+    def score(a: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        act = a[layer]
+        v = vector.to(act)
+        if act.dim() == 2:
+            return act @ v
+        return torch.einsum("bchw,c->bhw", act, v).flatten(1).mean(1)
+
+    return Objective(score, (layer,), f"{layer}:direction")
+
+
+def gram_cosines(activations: torch.Tensor) -> torch.Tensor:
+    """Pairwise cosine similarities (B, B) of the flattened channel Gram matrices of (B, C, H, W)."""
+    flat = activations.flatten(2)
+    gram = torch.einsum("bcn,bdn->bcd", flat, flat).flatten(1)
+    gram = torch.nn.functional.normalize(gram, dim=1)
+    return gram @ gram.T
+
+
+def diversity(layer: str) -> Objective:
+    """Negative mean pairwise cosine of the batch's Gram matrices at `layer` (Olah et al.): pushes the
+    images of one batch to differ in style. The same value is given to every image."""
+
+    def score(a: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        cos = gram_cosines(a[layer])
+        b = len(cos)
+        mean = (cos.sum() - cos.diagonal().sum()) / max(b * (b - 1), 1)
+        return (-mean).expand(b)
+
+    return Objective(score, (layer,), f"{layer}:diversity")

@@ -1,0 +1,145 @@
+"""Activation maximization (survey 004, Sec. 4): optimise an image parameterisation so that an
+objective of the model's activations is high, with regularisers and transformation robustness."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torchvision.transforms.v2 as T
+from torch import nn
+
+from explainlab.models.layers import ActivationRecorder
+
+from .objectives import Objective
+from .param import ImageParam
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of neighbouring pixels, per image: (B, C, H, W) -> (B,)."""
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).mean(1)
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).mean(1)
+    return dy + dx
+
+
+def robustness_transforms(pad: int = 0, jitter: int = 0, scales: Sequence[float] = (), degrees: float = 0.0,
+                          jitter2: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """Random transformations applied to the batch before each step (torchvision v2, on the device):
+    constant padding, a random shift of up to `jitter` pixels, a random scale from `scales`, a random
+    rotation within ±degrees, a second jitter. One random draw per step for the whole batch."""
+    steps: list[nn.Module] = []
+    if pad:
+        steps.append(T.Pad(pad, fill=0.5))
+    if jitter:
+        steps.append(_Jitter(jitter))
+    if scales:
+        steps.append(_ChoiceScale(scales))
+    if degrees:
+        steps.append(T.RandomRotation(degrees))
+    if jitter2:
+        steps.append(_Jitter(jitter2))
+    return T.Compose(steps) if steps else (lambda x: x)
+
+
+class _Jitter(nn.Module):
+    """Shift by a random (dy, dx) in [-d, d] with wrap-around (torch.roll)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.d = d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dy, dx = torch.randint(-self.d, self.d + 1, (2,)).tolist()
+        return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+class _ChoiceScale(nn.Module):
+    """Resize by a factor drawn from `scales` (bilinear)."""
+
+    def __init__(self, scales: Sequence[float]) -> None:
+        super().__init__()
+        self.scales = list(scales)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.scales[int(torch.randint(len(self.scales), (1,)))]
+        h, w = x.shape[-2:]
+        return nn.functional.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear",
+                                         align_corners=False)  # fmt: skip
+
+
+@dataclass
+class Visualization:
+    """images (B, C, H, W) in [0, 1]; trace: mean objective per step; seconds."""
+
+    images: torch.Tensor
+    trace: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def visualize(
+    model: nn.Module,
+    objective: Objective,
+    *,
+    shape: tuple[int, int, int, int],
+    param: str = "fourier",
+    decorrelate: bool = True,
+    squash: str = "sigmoid",
+    transforms: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    steps: int = 256,
+    lr: float = 0.05,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    tv: float = 0.0,
+    blur_every: int = 0,
+    blur_sigma: float = 0.5,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> Visualization:
+    """Maximise `objective` over images of `shape` (B, C, H, W) with Adam at `lr` for `steps` steps.
+
+    The loss is −objective + l1·|x − 0.5| + l2·(x − 0.5)² + tv·TV(x) (means per image, summed over the
+    batch); `transforms` (e.g. `robustness_transforms(...)`) are applied to the images before the
+    model sees them; with `blur_every` = k > 0 a pixel parameterisation is Gaussian-blurred every k
+    steps (frequency penalisation). The model is used in eval mode and not changed.
+    """
+    torch.manual_seed(seed)
+    device = device or next(model.parameters()).device
+    model = model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    image = ImageParam(*shape, param=param, decorrelate=decorrelate and shape[1] == 3, squash=squash,
+                       seed=seed).to(device)  # fmt: skip
+    optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+    transforms = transforms or (lambda x: x)
+    trace = []
+    start = time.perf_counter()
+    try:
+        with ActivationRecorder(model, objective.layers, detach=False, key="objective") as rec:
+            for step in range(steps):
+                x = image()
+                logits = model(transforms(x))
+                score = objective(rec.activations, logits)
+                loss = -score.sum()
+                if l1:
+                    loss = loss + l1 * (x - 0.5).abs().flatten(1).mean(1).sum()
+                if l2:
+                    loss = loss + l2 * (x - 0.5).pow(2).flatten(1).mean(1).sum()
+                if tv:
+                    loss = loss + tv * total_variation(x).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                trace.append(float(score.detach().mean()))
+                if blur_every and param == "pixel" and (step + 1) % blur_every == 0:
+                    with torch.no_grad():
+                        size = 2 * math.ceil(2 * blur_sigma) + 1
+                        image.values.copy_(T.functional.gaussian_blur(image.values, [size, size], [blur_sigma] * 2))
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    with torch.no_grad():
+        final = image().detach()
+    return Visualization(final, trace, time.perf_counter() - start)
