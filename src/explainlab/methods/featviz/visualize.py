@@ -25,11 +25,18 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return dy + dx
 
 
-def robustness_transforms(pad: int = 0, jitter: int = 0, scales: Sequence[float] = (), degrees: float = 0.0,
-                          jitter2: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+def robustness_transforms(
+    pad: int = 0,
+    jitter: int = 0,
+    scales: Sequence[float] = (),
+    degrees: float = 0.0,
+    jitter2: int = 0,
+    size: int | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Random transformations applied to the batch before each step (torchvision v2, on the device):
     constant padding, a random shift of up to `jitter` pixels, a random scale from `scales`, a random
-    rotation within ±degrees, a second jitter. One random draw per step for the whole batch."""
+    rotation within ±degrees, a second jitter, then (with `size`) a centre crop back to size x size
+    for models that need their input size. One random draw per step for the whole batch."""
     steps: list[nn.Module] = []
     if pad:
         steps.append(T.Pad(pad, fill=0.5))
@@ -41,6 +48,8 @@ def robustness_transforms(pad: int = 0, jitter: int = 0, scales: Sequence[float]
         steps.append(T.RandomRotation(degrees))
     if jitter2:
         steps.append(_Jitter(jitter2))
+    if size:
+        steps.append(T.CenterCrop(size))
     return T.Compose(steps) if steps else (lambda x: x)
 
 
