@@ -34,7 +34,7 @@ from explainlab.runner.classifier import ClassifierModule
 from explainlab.runner.context import RunContext
 from explainlab.runner.inference import eval_device
 from explainlab.runner.knowledge_points import KnowledgePointStudy, layer_outputs
-from explainlab.runner.train import build_module, ensure_trained, log_to_dashboards, write_training_outputs
+from explainlab.runner.train import build_module, ensure_trained, log_to_dashboards, train_unless_given
 
 
 class DistillModule(ClassifierModule):
@@ -126,14 +126,6 @@ class DistillStudy:
                         "temperature": temperature}  # fmt: skip
         self.kp, self.images = knowledge_points, images
 
-    def _teacher(self, ctx: RunContext) -> nn.Module:
-        cfg = ctx.cfg
-        if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
-            trained = ensure_trained(ctx)
-            trained.pop("rank_zero")
-            write_training_outputs(ctx, trained)
-        return ctx.model
-
     def _student(self, ctx: RunContext, teacher: nn.Module, layer: str) -> tuple[nn.Module, nn.Module, dict]:
         cfg = ctx.cfg
         torch.manual_seed(cfg.seed)
@@ -154,13 +146,14 @@ class DistillStudy:
         start = time.perf_counter()
         ctx = RunContext(cfg)
         resolve_layers(ctx.model, self.layers, key="method.layers")
-        teacher = self._teacher(ctx)
+        train_unless_given(ctx)
+        teacher = ctx.model
         device = eval_device(cfg.trainer.get("accelerator"))
         kp = self.kp or KnowledgePointStudy(images=self.images, embeddings=())
         kp.resolve_layers(cfg)
         compare = self.compare_layers or kp.layers
         batches = kp.first_images(ctx)
-        teacher_maps = layer_outputs(teacher, batches, compare, device, max_side=10**6)
+        teacher_maps = layer_outputs(teacher, batches, compare, device, max_side=None)
 
         student_rows, similarity_rows, point_rows = [], [], []
         if self.kp is not None:
@@ -173,7 +166,7 @@ class DistillStudy:
             student_rows.append({"student": layer, "test_acc": result.get("test/acc"), "seconds": result["seconds"],
                                  "cached": result["cached"]})  # fmt: skip
             for stage, model in (("initial", initial), ("trained", student)):
-                maps = layer_outputs(model, batches, compare, device, max_side=10**6)
+                maps = layer_outputs(model, batches, compare, device, max_side=None)
                 for name in compare:
                     similarity_rows.append({"student": layer, "stage": stage, "layer": name,
                                             **regional_differences(maps[name], teacher_maps[name])})  # fmt: skip

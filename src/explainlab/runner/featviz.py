@@ -24,7 +24,7 @@ from explainlab.models.layers import record_activations, resolve_layers
 from explainlab.results import featviz_figures
 from explainlab.runner.context import RunContext
 from explainlab.runner.inference import eval_device
-from explainlab.runner.train import ensure_trained, log_to_dashboards
+from explainlab.runner.train import log_to_dashboards, train_unless_given
 
 SETTINGS = ("unregularised", "regularised")
 
@@ -89,8 +89,7 @@ class FeatvizStudy:
         model = ctx.model
         layers = [t["layer"] for t in self.targets if "layer" in t] + self.inversion_layers
         resolve_layers(model, layers, key="method.targets")
-        if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
-            ensure_trained(ctx)
+        train_unless_given(ctx, record=False)
         device = eval_device(cfg.trainer.get("accelerator"))
         model = model.eval().to(device)
         c, size = cfg.dataset.in_channels, cfg.model.image_size

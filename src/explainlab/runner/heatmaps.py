@@ -33,7 +33,7 @@ from explainlab.results import heatmap_figures
 from explainlab.runner.chirality import build_trained
 from explainlab.runner.context import RunContext
 from explainlab.runner.inference import eval_device
-from explainlab.runner.train import ensure_trained, log_to_dashboards
+from explainlab.runner.train import log_to_dashboards, train_unless_given
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ class HeatmapStudy:
         if entry["trained"] == "run":
             if entry["name"] != ctx.cfg.model.name:
                 raise ConfigValueError("method.models[].name", entry["name"], f"the run's model {ctx.cfg.model.name!r}")
-            if not (ctx.cfg.model.get("pretrained") or ctx.cfg.model.get("checkpoint")):
-                ensure_trained(ctx)
+            train_unless_given(ctx, record=False)
             return ctx.model
         return build_trained(entry["name"], entry["trained"], ctx.cfg.paths)
 
@@ -149,7 +148,7 @@ class HeatmapStudy:
             per_image = []
             for i in range(len(x)):
                 stack = torch.stack([maps[n][method][i] for n in names])
-                similarity = ssim_matrix(stack) if len(names) > 1 else torch.ones(1, 1, dtype=torch.float64)
+                similarity = ssim_matrix(stack)
                 per_image.append(similarity)
                 rows = [{"model_a": a, "model_b": b, "ssim": float(similarity[p, q])}
                         for p, a in enumerate(names) for q, b in enumerate(names)]  # fmt: skip

@@ -37,7 +37,7 @@ from explainlab.models.layers import ActivationRecorder, resolve_layers
 from explainlab.results import kp_figures
 from explainlab.runner.context import RunContext
 from explainlab.runner.inference import eval_device
-from explainlab.runner.train import ensure_trained, load_snapshot, log_to_dashboards, write_training_outputs
+from explainlab.runner.train import load_snapshot, log_to_dashboards, train_unless_given
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def layer_outputs(
     loader: Sequence[tuple[torch.Tensor, torch.Tensor]],
     layers: Sequence[str],
     device: torch.device,
-    max_side: int,
+    max_side: int | None,
 ) -> dict[str, torch.Tensor]:
-    """Raw outputs of `layers` (4-D maps average-pooled to at most max_side x max_side), logits and
-    labels of every batch, on the CPU in loader order."""
+    """Raw outputs of `layers` (4-D maps average-pooled to at most max_side x max_side; None keeps
+    them as they are), logits and labels of every batch, on the CPU in loader order."""
     out: dict[str, list[torch.Tensor]] = {name: [] for name in [*layers, "logits", "labels"]}
     model.eval().to(device)
     with ActivationRecorder(model, layers, key="method.layers") as rec:
@@ -80,7 +80,7 @@ def layer_outputs(
             out["labels"].append(y)
             for name in layers:
                 act = rec.activations[name].float()
-                if act.dim() == 4 and max(act.shape[-2:]) > max_side:
+                if max_side is not None and act.dim() == 4 and max(act.shape[-2:]) > max_side:
                     act = F.adaptive_avg_pool2d(act, (min(act.shape[-2], max_side), min(act.shape[-1], max_side)))
                 out[name].append(act.cpu())
     return {name: torch.cat(values) for name, values in out.items()}
@@ -340,10 +340,7 @@ class KnowledgePointStudy:
         if self.adversarial_study and not cfg.get("attack"):
             raise ConfigValueError("method.adversarial", True, "an attack: add attack=pgd_linf (or set it false)")
         resolve_layers(ctx.model, [*self.layers, self.sample_layer], key="method.layers")
-        if not external:
-            trained = ensure_trained(ctx, snapshot_epochs=[e for e in self.epochs if e < cfg.recipe.epochs])
-            trained.pop("rank_zero")
-            write_training_outputs(ctx, trained)
+        train_unless_given(ctx, snapshot_epochs=[e for e in self.epochs if e < cfg.recipe.epochs])
         device = eval_device(cfg.trainer.get("accelerator"))
         batches = self.first_images(ctx)
         emergence = []

@@ -146,6 +146,18 @@ def ensure_trained(
     return {**result, **metrics}
 
 
+def train_unless_given(ctx: RunContext, *, record: bool = True, **kwargs: Any) -> dict[str, Any] | None:
+    """Weights for ctx.model: None when model.pretrained / model.checkpoint supplies them, else the
+    result of `ensure_trained(ctx, **kwargs)`; with `record`, rank zero also writes the training
+    tables and figures into the run directory."""
+    if ctx.cfg.model.get("pretrained") or ctx.cfg.model.get("checkpoint"):
+        return None
+    trained = ensure_trained(ctx, **kwargs)
+    if trained.pop("rank_zero") and record:
+        write_training_outputs(ctx, trained)
+    return trained
+
+
 def load_snapshot(ctx: RunContext, epoch: int, spec: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
     """State dict of the model after `epoch` epochs, kept by `ensure_trained(snapshot_epochs=...)`."""
     hit = CheckpointCache(ctx.cfg.paths.cache_dir).get(snapshot_spec(spec or ctx.training_spec(), epoch))

@@ -80,8 +80,8 @@ class RegionalImportance:
 
     def fit_transform(self, feature_map: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feature_map: (N, K, H, W); logits: (N, C) the DNN's outputs. Returns w (N, R), v (N, K)."""
-        units = F.normalize(regions(feature_map).float() if feature_map.dtype != torch.float64 else
-                            regions(feature_map), dim=2)  # fmt: skip
+        units = regions(feature_map)
+        units = F.normalize(units if units.dtype == torch.float64 else units.float(), dim=2)
         ws, vs = [], []
         for start in range(0, len(units), self.batch_size):
             batch = slice(start, start + self.batch_size)
