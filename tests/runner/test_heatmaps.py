@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from explainlab.cli import run
+from explainlab.errors import ExplainlabError
 from explainlab.models.build import build_model
 from explainlab.runner.heatmaps import randomised_copies
 from tests.helpers import assert_run_refuses
@@ -86,3 +87,71 @@ def test_randomised_copies_reset_layers_from_the_top() -> None:
 )
 def test_bad_study_config_names_the_key(compose, override: str, key: str) -> None:
     assert_run_refuses(compose, [*STUDY, override], key)
+
+
+def test_chosen_images_lrp_and_least_relevant_first(compose) -> None:
+    cfg = compose([*STUDY, "method.images=[5,2]", "method.methods=[gradient,lrp_epsilon,lrp]",
+                   "method.aopc_orders=[morf,lerf,random]", "method.randomisation=false"])  # fmt: skip
+    metrics = run(cfg)
+    results = Path(cfg.paths.output_dir) / "results"
+    predictions = pd.read_csv(results / "predictions.csv")
+    assert predictions["image"].tolist() == [0, 1] and predictions["source"].tolist() == ["test[5]", "test[2]"]
+    aopc = pd.read_csv(results / "aopc.csv")
+    assert set(aopc["order"]) == {"morf", "lerf", "random"}
+    assert set(aopc["method"]) == {"gradient", "lrp_epsilon", "lrp"}
+    assert any(key.startswith("aopc_lerf/") for key in metrics)
+
+
+def _offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, present: tuple[str, ...]) -> None:
+    """An empty torch hub cache in which only `present` models' weight files exist (untrained
+    weights under the published file names); every download fails as it does offline."""
+    import urllib.error
+
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    for name in present:
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+        torch.save(torchvision.models.get_model(name).state_dict(), folder / url.rsplit("/", 1)[1])
+
+    def offline(url: str, *args, **kwargs) -> None:
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+
+
+PAPER = [
+    "experiment=heatmaps_paper",
+    "dataset=synthetic",
+    "dataset.in_channels=3",
+    "method.images=2",
+    "method.image_size=64",
+    "method.aopc_steps=3",
+    "method.randomisation_layers=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def test_paper_preset_runs_what_it_has_and_says_what_it_skipped(compose, tmp_path, monkeypatch) -> None:
+    _offline_hub(tmp_path, monkeypatch, present=("squeezenet1_1",))
+    cfg = compose(PAPER)
+    assert len(cfg.method.models) == 13 and cfg.method.image_size == 64
+    metrics = run(cfg)
+    results = Path(cfg.paths.output_dir) / "results"
+    skipped = pd.read_csv(results / "skipped.csv")
+    assert len(skipped) == 12 and "squeezenet1_1" not in set(skipped["model"])
+    assert skipped["reason"].str.contains("download.pytorch.org/models/").all()
+    assert skipped["reason"].str.contains(str(tmp_path / "torch" / "hub" / "checkpoints")).all()
+    aopc = pd.read_csv(results / "aopc.csv")
+    assert set(aopc["model"]) == {"squeezenet1_1"} and set(aopc["order"]) == {"morf", "lerf", "random"}
+    assert metrics["models"] == 1
+
+
+def test_paper_preset_without_any_weights_lists_every_file(compose, tmp_path, monkeypatch) -> None:
+    _offline_hub(tmp_path, monkeypatch, present=())
+    with pytest.raises(ExplainlabError, match="no model of method.models could be loaded") as info:
+        run(compose(PAPER))
+    for name in ("alexnet", "inception_v3", "vgg13", "densenet201", "squeezenet1_0"):
+        assert f"  {name}: no torchvision weights" in str(info.value)

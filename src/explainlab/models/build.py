@@ -34,7 +34,16 @@ TORCHVISION_MODELS = (
     "resnet50",
     "resnet101",
     "resnet152",
+    "densenet121",
+    "densenet169",
+    "densenet201",
+    "inception_v3",
+    "squeezenet1_0",
+    "squeezenet1_1",
 )
+# Builder arguments for untrained torchvision models: Inception V3 without its auxiliary classifier,
+# so that training sees plain logits (with weights torchvision insists on building it; see below).
+_UNTRAINED_KWARGS = {"inception_v3": {"aux_logits": False, "init_weights": True}}
 
 _LOCAL: dict[str, Callable[..., nn.Module]] = {
     "mnist_cnn": lambda num_classes, in_channels, image_size: MnistCNN(num_classes, in_channels),
@@ -75,7 +84,10 @@ def build_model(
     """
     check_choice("model.name", name, MODEL_NAMES)
     if name in TORCHVISION_MODELS:
-        net = torchvision.models.get_model(name, weights=weights, **({} if weights else {"num_classes": num_classes}))
+        kwargs = {} if weights else {"num_classes": num_classes, **_UNTRAINED_KWARGS.get(name, {})}
+        net = torchvision.models.get_model(name, weights=weights, **kwargs)
+        if getattr(net, "AuxLogits", None) is not None:
+            net.aux_logits, net.AuxLogits = False, None
     else:
         net = _LOCAL[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     if len(mean) != in_channels or len(std) != in_channels:

@@ -64,14 +64,17 @@ def dendrogram(similarity: torch.Tensor, names: list[str], method: str) -> plt.F
 
 
 def aopc(table: pd.DataFrame) -> plt.Figure:
-    """AOPC curves per method (panels), models as lines; dotted: the random-order baseline."""
+    """AOPC curves per method (panels), one colour per model; solid: most relevant first, dashed:
+    least relevant first, dotted: the random-order baseline."""
     methods = list(dict.fromkeys(table["method"]))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(table["model"]))}
+    styles = {"morf": "-", "lerf": "--", "random": ":"}
     cols = min(len(methods), 4)
     rows = int(np.ceil(len(methods) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, method in zip(axes.ravel(), methods, strict=False):
         for (model, order), part in table[table["method"] == method].groupby(["model", "order"], sort=False):
-            ax.plot(part["step"], part["score"], ls="-" if order == "morf" else ":", label=f"{model} ({order})")
+            ax.plot(part["step"], part["score"], ls=styles[order], color=colours[model], label=f"{model} ({order})")
         ax.set_title(method, fontsize=9)
         ax.set_xlabel("perturbation step")
         ax.set_ylabel("AOPC")

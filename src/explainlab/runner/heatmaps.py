@@ -2,12 +2,13 @@
 
 For each model (its own predicted class as target, or a fixed class): every method's maps; per image
 and method the SSIM matrix across models and two clusterings; the AOPC perturbation test (most
-relevant first, and the random-order baseline); optionally the model-parameter randomisation
-sanity check (Adebayo et al.): SSIM between the trained model's maps and those of copies whose
-parameterised layers are re-initialised from the top, one more layer at a time.
+relevant first, the random-order baseline, optionally least relevant first); optionally the
+model-parameter randomisation sanity check (Adebayo et al.): SSIM between the trained model's maps
+and those of copies whose parameterised layers are re-initialised from the top, one at a time.
 
 Tables (results/): ssim/<method>/<image>.csv (model_a, model_b, ssim), clusters.csv, aopc.csv
-(model, method, order, step, score), randomisation.csv, predictions.csv, skipped.csv.
+(model, method, order, step, score), randomisation.csv, predictions.csv (model, image, source: the
+dataset index or file, label, predicted), skipped.csv.
 Figures: heatmaps_<image>, ssim_<method>, dendrogram_<method>, aopc, randomisation.
 """
 
@@ -25,9 +26,11 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.cluster.hierarchy import fcluster
 from torch import nn
 
+from explainlab.data.image_files import load_image_files, resize_images
 from explainlab.errors import ConfigValueError, ExplainlabError, check_choice, check_int
 from explainlab.methods.heatmaps import cluster_heatmaps, cluster_ssim, perturbation_curve, ssim_matrix
 from explainlab.methods.heatmaps.attribution import METHODS, explain, prepare_for_attribution, to_heatmap
+from explainlab.methods.heatmaps.lrp import canonical_copy, inner_input
 from explainlab.models.build import MODEL_NAMES
 from explainlab.results import heatmap_figures
 from explainlab.runner.chirality import build_trained
@@ -38,6 +41,7 @@ from explainlab.runner.train import log_to_dashboards, train_unless_given
 log = logging.getLogger(__name__)
 
 SOURCES = ("run", "akamaster", "torchvision")
+AOPC_ORDERS = ("morf", "lerf", "random")
 
 
 def randomised_copies(model: nn.Module, seed: int) -> list[tuple[int, nn.Module]]:
@@ -56,19 +60,26 @@ def randomised_copies(model: nn.Module, seed: int) -> list[tuple[int, nn.Module]
 
 
 class HeatmapStudy:
-    """Heat maps of `models` x `methods` on the first `images` images of `split`.
+    """Heat maps of `models` x `methods` on the same images.
 
     models: [{name, trained}] with trained in SOURCES ('run': the run's model, trained by its recipe
     or from the cache; 'akamaster': published CIFAR ResNets; 'torchvision': weights=DEFAULT, skipped
-    offline with the file to fetch). Every model must accept the dataset's images.
+    offline with the file to fetch). Every model must accept the images.
+    images: how many of `split`'s first images, or a list of dataset indices. image_paths: image
+    files instead (labels then unknown, -1). image_size: resize every image to this side (files:
+    shorter side + centre crop; dataset images: bilinear), e.g. 224 for ImageNet models.
     target: 'predicted' (each model's own answer) or a class index. aopc_steps / patch: perturbation
-    test. randomisation: run the sanity check on the first model (at most `randomisation_layers`).
+    test; aopc_orders: any of AOPC_ORDERS ('morf' most relevant first, 'lerf' least relevant first,
+    'random' the baseline). randomisation: run the sanity check on the first model (at most `randomisation_layers`).
     """
 
-    def __init__(self, models: Sequence[Mapping[str, Any]], methods: Sequence[str] = METHODS, *, images: int = 8,
-                 split: str = "test", target: str | int = "predicted", aopc_steps: int = 16, patch: int = 4,
-                 aopc_fill: str = "uniform", randomisation: bool = True, randomisation_layers: int = 6,
-                 occlusion_window: int = 8, ig_steps: int = 32, progress: bool = True) -> None:  # fmt: skip
+    def __init__(self, models: Sequence[Mapping[str, Any]], methods: Sequence[str] = METHODS, *,
+                 images: int | Sequence[int] = 8, image_paths: Sequence[str] | None = None,
+                 image_size: int | None = None, split: str = "test", target: str | int = "predicted",
+                 aopc_steps: int = 16, patch: int = 4, aopc_fill: str = "uniform",
+                 aopc_orders: Sequence[str] = ("morf", "random"), randomisation: bool = True,
+                 randomisation_layers: int = 6, occlusion_window: int = 8, ig_steps: int = 32,
+                 progress: bool = True) -> None:  # fmt: skip
         self.models = [dict(OmegaConf.to_container(m) if isinstance(m, DictConfig) else m) for m in models]
         if not self.models:
             raise ConfigValueError("method.models", [], "at least one {name, trained} entry")
@@ -77,13 +88,25 @@ class HeatmapStudy:
             check_choice(f"method.models[{i}].name", entry.get("name"), MODEL_NAMES)
         for method in methods:
             check_choice("method.methods", method, METHODS)
-        check_int("method.images", images, minimum=1)
+        if isinstance(images, int):
+            check_int("method.images", images, minimum=1)
+            images = list(range(images))
+        images = list(images)
+        for index in images:
+            check_int("method.images[]", index, minimum=0)
+        if not images and not image_paths:
+            raise ConfigValueError("method.images", images, "a count >= 1 or a non-empty list of dataset indices")
+        check_int("method.image_size", image_size, minimum=8, optional=True)
+        for order in aopc_orders:
+            check_choice("method.aopc_orders", order, AOPC_ORDERS)
         check_choice("method.split", split, ("train", "val", "test"))
         check_choice("method.aopc_fill", aopc_fill, ("uniform", "mean"))
         if target != "predicted":
             check_int("method.target", target, minimum=0)
         self.methods, self.images, self.split, self.target = list(methods), images, split, target
-        self.aopc_steps, self.patch, self.aopc_fill = aopc_steps, patch, aopc_fill
+        self.image_paths = list(image_paths) if image_paths else None
+        self.image_size = image_size
+        self.aopc_steps, self.patch, self.aopc_fill, self.aopc_orders = aopc_steps, patch, aopc_fill, list(aopc_orders)
         self.randomisation, self.randomisation_layers = randomisation, randomisation_layers
         self.occlusion_window, self.ig_steps, self.progress = occlusion_window, ig_steps, progress
 
@@ -95,12 +118,36 @@ class HeatmapStudy:
             return ctx.model
         return build_trained(entry["name"], entry["trained"], ctx.cfg.paths)
 
+    def _images(self, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (N, C, H, W) in [0, 1] and their labels (-1 for image files)."""
+        if self.image_paths:
+            x = load_image_files(self.image_paths, self.image_size or 224, key="method.image_paths")
+            return x, torch.full((len(x),), -1)
+        dataset = ctx.datamodule.dataset(self.split)
+        outside = [i for i in self.images if i >= len(dataset)]
+        if outside:
+            raise ConfigValueError("method.images", outside, f"indices below {len(dataset)} (the {self.split} split)")
+        x, labels = dataset.__getitems__(self.images)
+        return (resize_images(x, self.image_size) if self.image_size else x), labels
+
     def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         prepared = prepare_for_attribution(model)
+        needs_lrp = any(method.startswith("lrp") for method in self.methods)
+        canonical = canonical_copy(model, inner_input(model, x).detach()) if needs_lrp else None
         window = min(self.occlusion_window, x.shape[-1])
         return {
             method: to_heatmap(
-                explain(model, x, target, method, prepared=prepared, steps=self.ig_steps, window=window, stride=window),
+                explain(
+                    model,
+                    x,
+                    target,
+                    method,
+                    prepared=prepared,
+                    canonical=canonical,
+                    steps=self.ig_steps,
+                    window=window,
+                    stride=window,
+                ),
                 method,
             ).cpu()  # fmt: skip
             for method in self.methods
@@ -110,9 +157,12 @@ class HeatmapStudy:
         start = time.perf_counter()
         ctx = RunContext(cfg)
         device = eval_device(cfg.trainer.get("accelerator"))
-        dataset = ctx.datamodule.dataset(self.split)
-        x, labels = dataset.__getitems__(list(range(min(self.images, len(dataset)))))
+        x, labels = self._images(ctx)
         x = x.to(device)
+        if self.image_paths:
+            sources = [str(path) for path in self.image_paths]
+        else:
+            sources = [f"{self.split}[{i}]" for i in self.images]
         names, maps, skipped, predictions, aopc_rows = [], {}, [], [], []
         for entry in self.models:
             try:
@@ -127,10 +177,10 @@ class HeatmapStudy:
             name = entry["name"]
             names.append(name)
             maps[name] = self._maps(model, x, target)
-            predictions += [{"model": name, "image": i, "label": int(labels[i]), "predicted": int(predicted[i])}
-                            for i in range(len(x))]  # fmt: skip
+            predictions += [{"model": name, "image": i, "source": sources[i], "label": int(labels[i]),
+                             "predicted": int(predicted[i])} for i in range(len(x))]  # fmt: skip
             for method, m in maps[name].items():
-                for order in ("morf", "random"):
+                for order in self.aopc_orders:
                     _, curve = perturbation_curve(
                         model, x, m.to(device), target, steps=self.aopc_steps, patch=self.patch, order=order,
                         fill=self.aopc_fill, seed=cfg.seed,
@@ -140,7 +190,8 @@ class HeatmapStudy:
             if self.randomisation and len(names) == 1:
                 randomised = self._randomisation(model, x, target, maps[name], cfg.seed)
         if not names:
-            raise ExplainlabError("no model of method.models could be loaded; see the warnings above")
+            reasons = "\n".join(f"  {s['model']}: {s['reason']}" for s in skipped)
+            raise ExplainlabError(f"no model of method.models could be loaded:\n{reasons}")
         rec = ctx.recorder
         rec.save_config(cfg)
         cluster_rows, mean_ssim = [], {}
@@ -178,8 +229,10 @@ class HeatmapStudy:
                     )
         rec.save_figure("aopc", heatmap_figures.aopc(aopc))
         metrics: dict[str, Any] = {"seconds": time.perf_counter() - start, "models": len(names)}
-        final = aopc[(aopc["order"] == "morf") & (aopc["step"] == aopc["step"].max())]
+        last = aopc[aopc["step"] == aopc["step"].max()]
+        final = last[last["order"] == "morf"]
         metrics |= {f"aopc/{r.model}/{r.method}": r.score for r in final.itertuples()}
+        metrics |= {f"aopc_{r.order}/{r.model}/{r.method}": r.score for r in last[last["order"] != "morf"].itertuples()}
         if self.randomisation:
             rec.save_table("randomisation", randomised)
             rec.save_figure("randomisation", heatmap_figures.randomisation(randomised))

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explainlab.methods.heatmaps.attribution import METHODS, explain, prepare_for_attribution, to_heatmap
+from explainlab.methods.heatmaps.attribution import METHODS, explain, gradcam_layer, prepare_for_attribution, to_heatmap
+from explainlab.methods.heatmaps.lrp import canonical_copy, inner_input
 from explainlab.models.build import build_model
 
 
@@ -102,6 +103,12 @@ ARCHITECTURES = {
     "resnet18": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
     "vgg11": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
     "alexnet": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
+    # paper 003's other architectures (untrained, small inputs; Inception V3 needs a side >= 75)
+    "resnet50": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
+    "densenet121": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
+    "inception_v3": dict(in_channels=3, image_size=80, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
+    "squeezenet1_0": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
+    "squeezenet1_1": dict(in_channels=3, image_size=64, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10),
 }
 
 
@@ -114,8 +121,21 @@ def test_every_method_runs_on_every_architecture(name: str) -> None:
     x = torch.rand(2, kwargs["in_channels"], size, size)
     target = model(x).argmax(1)
     prepared = prepare_for_attribution(model)
+    canonical = canonical_copy(model, inner_input(model, x))
     for method in METHODS:
-        attr = explain(model, x, target, method, prepared=prepared, steps=8, window=size // 4, stride=size // 4)
+        attr = explain(model, x, target, method, prepared=prepared, canonical=canonical, steps=8, window=size // 4,
+                       stride=size // 4)  # fmt: skip
         assert attr.shape == x.shape and torch.isfinite(attr).all(), method
         maps = to_heatmap(attr, method)
         assert maps.shape == (2, size, size) and maps.min() >= 0 and maps.max() <= 1, method
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [("alexnet", "features"), ("vgg16", "features"), ("resnet50", "layer4"), ("densenet121", "features"),
+     ("squeezenet1_1", "features"), ("inception_v3", "Mixed_7c"), ("resnet20", "layer3")],
+)  # fmt: skip
+def test_gradcam_layers_follow_the_papers_table(name: str, layer: str) -> None:
+    """Paper 003, Table 3.2."""
+    model = build_model(name, in_channels=3, image_size=32, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10)
+    assert gradcam_layer(model) == layer

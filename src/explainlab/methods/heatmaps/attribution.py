@@ -1,4 +1,4 @@
-"""Attribution heat maps through Captum (paper 003's methods, survey 004's saliency methods).
+"""Attribution heat maps through Captum, and LRP through zennit (paper 003's methods, survey 004's).
 
 `explain(model, x, target, method)` returns (N, C, H, W) attributions; `to_heatmap` reduces them to
 (N, H, W) maps in [0, 1] for display and SSIM. Hook-based methods (guided backprop, deconvnet,
@@ -7,15 +7,14 @@ copy of the model with torch.fx so that functional relus (F.relu, as in the CIFA
 nets) and modules called more than once (torchvision ResNet blocks reuse `self.relu`) become
 distinct nn.ReLU modules. Grad-CAM reads the layer's output on the original model (a traced graph
 no longer has the block as one module); guided Grad-CAM is guided backprop x upsampled Grad-CAM.
+LRP ('lrp_epsilon': the ε rule everywhere; 'lrp': zennit's EpsilonPlusFlat composite) runs on a
+canonical copy, see `lrp.py`.
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.fx
-import torch.nn.functional as F
 from captum.attr import (
     Deconvolution,
     DeepLift,
@@ -30,6 +29,7 @@ from captum.attr import (
 from torch import nn
 
 from explainlab.errors import check_choice
+from explainlab.methods.heatmaps.lrp import lrp, separate_relus, trace
 from explainlab.models.layers import resolve_layers, unwrap
 
 METHODS = (
@@ -42,6 +42,8 @@ METHODS = (
     "integrated_gradients",
     "deeplift",
     "occlusion",
+    "lrp_epsilon",
+    "lrp",
 )
 # Channel reduction to a 2-D map: Simonyan et al.'s max |.| for gradient-like maps, the signed sum
 # (total relevance of a pixel) for the relevance-like ones.
@@ -55,43 +57,22 @@ REDUCTION = {
     "deeplift": "sum",
     "occlusion": "sum",
     "gradcam": "sum",
+    "lrp_epsilon": "sum",
+    "lrp": "sum",
 }
-_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
 
 
 def prepare_for_attribution(model: nn.Module) -> torch.fx.GraphModule:
     """A traced copy of `model` in which every ReLU application is its own nn.ReLU(inplace=False)."""
-    try:
-        traced = torch.fx.symbolic_trace(copy.deepcopy(model).eval())
-    except Exception as err:  # data-dependent control flow
-        raise ValueError(f"{type(unwrap(model)).__name__} cannot be traced for hook-based attribution: {err}") from err
-    seen: set[str] = set()
-    for i, node in enumerate(list(traced.graph.nodes)):
-        is_module = node.op == "call_module" and isinstance(traced.get_submodule(node.target), nn.ReLU)
-        if is_module and node.target not in seen:
-            seen.add(node.target)
-            continue
-        functional = node.op == "call_function" and node.target in _RELU_FUNCTIONS
-        method = node.op == "call_method" and node.target in ("relu", "relu_")
-        if is_module or functional or method:
-            name = f"attribution_relu_{i}"
-            traced.add_submodule(name, nn.ReLU())
-            with traced.graph.inserting_after(node):
-                replacement = traced.graph.call_module(name, (node.args[0],))
-            node.replace_all_uses_with(replacement)
-            traced.graph.erase_node(node)
-    traced.graph.lint()
-    traced.recompile()
-    for module in traced.modules():
-        if isinstance(module, nn.ReLU):
-            module.inplace = False
-    return traced
+    return separate_relus(trace(model))
 
 
 def gradcam_layer(model: nn.Module) -> str:
-    """The last feature layer of `model` (ResNets: layer4, CIFAR ResNets: layer3, AlexNet/VGG and
-    other `features` nets: features); otherwise the last Conv2d."""
+    """The last feature layer of `model` (paper 003's Table 3.2: ResNets layer4, CIFAR ResNets layer3,
+    Inception V3 Mixed_7c, AlexNet/VGG/DenseNet/SqueezeNet features); otherwise the last Conv2d."""
     net = unwrap(model)
+    if hasattr(net, "Mixed_7c"):
+        return "Mixed_7c"
     if hasattr(net, "layer4"):
         return "layer4"
     if hasattr(net, "layer3"):
@@ -119,6 +100,7 @@ def explain(
     *,
     layer: str | None = None,
     prepared: nn.Module | None = None,
+    canonical: nn.Module | None = None,
     baseline: float = 0.0,
     steps: int = 32,
     window: int = 8,
@@ -127,7 +109,8 @@ def explain(
     """Attributions (N, C, H, W) of the logits `target` (N,) for images x (N, C, H, W) in [0, 1].
 
     method: one of METHODS. layer: Grad-CAM layer (default `gradcam_layer(model)`). prepared: the
-    result of `prepare_for_attribution(model)`, to reuse across calls. baseline: the reference image
+    result of `prepare_for_attribution(model)`, to reuse across calls. canonical: the LRP methods'
+    `lrp.canonical_copy(model, lrp.inner_input(model, x))`, likewise. baseline: the reference image
     value for integrated gradients and DeepLIFT and the occlusion fill. steps: integrated-gradients
     steps. window/stride: occlusion patch size and stride (pixels).
     """
@@ -136,6 +119,8 @@ def explain(
     x = x.detach().clone().requires_grad_(True)
     if method in ("guided_backprop", "deconvnet", "deeplift", "guided_gradcam"):
         prepared = prepared if prepared is not None else prepare_for_attribution(model)
+    if method in ("lrp_epsilon", "lrp"):
+        return lrp(model, x, target, "epsilon" if method == "lrp_epsilon" else "epsilon_plus_flat", canonical=canonical)
     if method == "gradient":
         return Saliency(model).attribute(x, target=target, abs=False)
     if method == "gradient_x_input":
