@@ -76,3 +76,15 @@ def test_regional_differences_of_identical_and_scaled_maps() -> None:
 def test_bad_layer_names_the_key(compose) -> None:
     with pytest.raises(ConfigValueError, match="method.layers"):
         run(compose([*STUDY, "method.layers=[conv9]"]))
+
+
+def test_students_train_with_two_ddp_processes(compose) -> None:
+    """`trainer=ddp_spawn` (2 CPU processes) trains the student through the same runner; with half the
+    steps per process it moves less far than a single process, but towards the teacher."""
+    cfg = compose([*STUDY, "trainer=ddp_spawn"])
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    similarity = pd.read_csv(out / "results" / "distill_similarity.csv")
+    at = similarity[similarity["layer"] == "conv2"].set_index("stage")
+    assert at.loc["trained", "orientation_diff"] < 0.8 * at.loc["initial", "orientation_diff"]
+    assert pd.read_csv(out / "results" / "students.csv").loc[0, "test_acc"] > 0.5

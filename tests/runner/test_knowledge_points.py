@@ -42,6 +42,20 @@ def test_study_writes_counts_correlations_and_figures(compose) -> None:
     for name in ("sample_projection", "knowledge_points", "through_layers"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 5000
     assert metrics["points/conv2"] == points.loc[1, "n_points"]
+    # calibrated (default): the reference layer's scale is fitted, every layer gets its mean strength
+    assert points["calibration_kl"].isna().tolist() == [True, False]
+    assert points["strength"].iloc[0] == pytest.approx(points["strength"].iloc[1], rel=1e-4)
+
+
+@pytest.mark.parametrize("strength", ["per_layer", "learned"])
+def test_other_strength_normalisations(compose, strength: str) -> None:
+    cfg = compose([*STUDY, f"method.strength={strength}", "method.embeddings=[]"])
+    run(cfg)
+    points = pd.read_csv(Path(cfg.paths.output_dir) / "results" / "knowledge_points.csv")
+    if strength == "per_layer":  # every layer fitted on its own: no common strength
+        assert points["calibration_kl"].notna().all() and points["scale"].nunique() == 2
+    else:  # the paper's normalisation on the learned scale: the reference layer keeps its own
+        assert points["calibration_kl"].isna().all() and points["scale"].iloc[1] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -50,6 +64,7 @@ def test_study_writes_counts_correlations_and_figures(compose) -> None:
         ("method.layers=[fc1]", "method.layers"),
         ("method.layers=[conv2]", "method.reference_layer"),
         ("method.tau=1.5", "method.tau"),
+        ("method.strength=absolute", "method.strength"),
         ("method.embeddings=[umap]", "method.embeddings"),
     ],
 )

@@ -28,6 +28,7 @@ from explainlab.methods.knowledge_points import (
     RegionalImportance,
     RegionalProjection,
     SampleProjection,
+    calibrate_strength,
     knowledge_points,
     strength_scale,
     vmf_log_posterior,
@@ -41,6 +42,7 @@ from explainlab.runner.train import load_snapshot, log_to_dashboards, train_unle
 
 log = logging.getLogger(__name__)
 
+STRENGTHS = ("calibrated", "per_layer", "learned")
 EMBEDDINGS = ("pca", "tsne", "lle", "isomap")
 
 # (regional layers, sample layer) when the config leaves them null.
@@ -122,9 +124,15 @@ class KnowledgePointStudy:
     """Sample projection of `sample_layer` (global-average-pooled when it is a conv map) and regional
     projections + knowledge points of each of `layers`, on the first `images` images of `split`.
 
-    tau: knowledge-point threshold after regional strengths are scaled to `reference_layer`'s mean
-    strength (the last of `layers` by default). max_side: feature maps are average-pooled to at most
-    this many positions per side before the regional analysis (its cost grows as (images·H·W)²).
+    tau: knowledge-point threshold on max_c p(y=c | s·h^(r)), with the strength scale s per layer from
+    `strength`: 'calibrated' (default) fits the reference layer's scale so that its regions, as an
+    importance-weighted product of experts, reproduce the DNN's P(y|x) best (`calibrate_strength`),
+    then gives every layer the reference layer's mean strength (the paper's normalisation);
+    'per_layer' fits every layer's scale that way (no normalisation); 'learned' normalises to the
+    reference layer's strength as the regional projection learned it (whose absolute scale is set by
+    the arbitrary similarity temperature). reference_layer: the last of `layers` by default.
+    max_side: feature maps are average-pooled to at most this many positions per side before the
+    regional analysis (its cost grows as (images·H·W)²).
     """
 
     def __init__(
@@ -137,6 +145,7 @@ class KnowledgePointStudy:
         dim: int = 3,
         kappa: str = "linear",
         tau: float = 0.4,
+        strength: str = "calibrated",
         reference_layer: str | None = None,
         alpha: float = 0.1,
         max_side: int = 8,
@@ -156,6 +165,7 @@ class KnowledgePointStudy:
         check_choice("method.dim", dim, (2, 3, 4))
         check_choice("method.kappa", kappa, ("linear", "fitted"))
         check_float("method.tau", tau, low=0.0, high=1.0)
+        check_choice("method.strength", strength, STRENGTHS)
         check_int("method.max_side", max_side, minimum=1)
         for name in embeddings:
             check_choice("method.embeddings", name, EMBEDDINGS)
@@ -164,7 +174,7 @@ class KnowledgePointStudy:
         self.layers = list(layers) if layers is not None else None
         self.sample_layer, self.split, self.images = sample_layer, split, images
         self.dim, self.kappa, self.tau, self.alpha, self.max_side = dim, kappa, tau, alpha, max_side
-        self.reference_layer = reference_layer
+        self.reference_layer, self.strength = reference_layer, strength
         self.sample_rounds, self.sample_steps = sample_rounds, sample_steps
         self.regional_epochs, self.importance_steps, self.batch_size = regional_epochs, importance_steps, batch_size
         self.regional_lr = regional_lr
@@ -229,8 +239,7 @@ class KnowledgePointStudy:
             regionals[layer] = regional
             log.info("%s %s: regional loss %.4f -> %.4f", name, layer, regional.history_[0], regional.history_[-1])
 
-        reference = projected[self.reference_layer]
-        scales = {layer: strength_scale(projected[layer], reference) for layer in self.layers}
+        scales, calibration_kl = self.strength_scales(projected, importance, probs, projection)
         kp_rows, region_rows = [], []
         for layer in self.layers:
             h = projected[layer]
@@ -247,6 +256,9 @@ class KnowledgePointStudy:
                     "n_points": found.n_points,
                     "n_reliable": found.n_reliable,
                     "ratio": found.ratio,
+                    "scale": scales[layer],
+                    "strength": float((scales[layer] * h).norm(dim=2).mean()),
+                    "calibration_kl": calibration_kl.get(layer, float("nan")),
                     # Σ_r w^r cos(g, h^(r)) averaged over images: how well L_align tied h to g's frame.
                     "alignment": float((importance[layer] * cos_to_g).sum(1).mean()),
                 }
@@ -257,7 +269,24 @@ class KnowledgePointStudy:
             )
         return {"points": kp_rows, "corr": corr_rows, "regional_corr": region_rows, "projection": projection, "g": g,
                 "labels": labels, "outputs": outs, "regional": regionals, "scales": scales,
-                "projected": projected}  # fmt: skip
+                "projected": projected, "importance": importance}  # fmt: skip
+
+    def strength_scales(
+        self, projected: dict[str, torch.Tensor], importance: dict[str, torch.Tensor], probs: torch.Tensor,
+        projection: SampleProjection,
+    ) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+        """Strength scale per layer for the knowledge-point test (see `strength`), and the KL of each
+        calibrated layer's fit."""
+        args = (probs, projection.log_prior_.cpu(), projection.directions_.cpu(), projection.kappa_)
+        calibrated = self.layers if self.strength == "per_layer" else [self.reference_layer]
+        if self.strength == "learned":
+            calibrated = []
+        fits = {layer: calibrate_strength(projected[layer], importance[layer], *args) for layer in calibrated}
+        if self.strength == "per_layer":
+            return {layer: s for layer, (s, _) in fits.items()}, {layer: kl for layer, (_, kl) in fits.items()}
+        reference = projected[self.reference_layer] * (fits[self.reference_layer][0] if fits else 1.0)
+        scales = {layer: strength_scale(projected[layer], reference) for layer in self.layers}
+        return scales, {layer: kl for layer, (_, kl) in fits.items()}
 
     def adversarial(
         self, model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], found: dict[str, Any],

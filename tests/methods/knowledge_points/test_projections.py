@@ -12,7 +12,9 @@ from explainlab.methods.knowledge_points import (
     RegionalImportance,
     RegionalProjection,
     SampleProjection,
+    calibrate_strength,
     knowledge_points,
+    regional_log_posterior,
     regions,
     strength_scale,
     vmf_log_posterior,
@@ -86,6 +88,35 @@ def test_knowledge_points_match_a_direct_count() -> None:
     assert strength_scale(h, 2 * h) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="all regional features are zero"):
         strength_scale(torch.zeros(2, 3, 3), h)
+
+
+def test_regional_posterior_with_linear_kappa_is_that_of_the_weighted_mean_feature() -> None:
+    torch.manual_seed(0)
+    h = 2 * torch.randn(5, 7, 3, dtype=torch.float64)
+    w = torch.rand(5, 7, dtype=torch.float64)
+    w = w / w.sum(1, keepdim=True)
+    mu = torch.nn.functional.normalize(torch.randn(4, 3, dtype=torch.float64), dim=1)
+    log_prior = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64).log()
+    mean_feature = (w[..., None] * h).sum(1)
+    expected = vmf_log_posterior(mean_feature, log_prior, mu, LinearKappa())
+    assert torch.allclose(regional_log_posterior(h, w, log_prior, mu, LinearKappa()), expected, atol=1e-12)
+
+
+def test_strength_calibration_recovers_a_planted_scale() -> None:
+    """P(y|x) generated from the regions at scale 2.5: the fit finds 2.5 and a KL of 0."""
+    torch.manual_seed(1)
+    h = torch.randn(40, 6, 3, dtype=torch.float64)
+    w = torch.rand(40, 6, dtype=torch.float64)
+    w = w / w.sum(1, keepdim=True)
+    mu = torch.nn.functional.normalize(torch.randn(5, 3, dtype=torch.float64), dim=1)
+    log_prior = torch.full((5,), 0.2, dtype=torch.float64).log()
+    probs = regional_log_posterior(2.5 * h, w, log_prior, mu, LinearKappa()).exp()
+    scale, kl = calibrate_strength(h.float(), w.float(), probs.float(), log_prior, mu, LinearKappa())
+    assert scale == pytest.approx(2.5, rel=1e-3) and kl < 1e-6
+    with pytest.raises(ValueError, match="all regional features are zero"):
+        calibrate_strength(torch.zeros(2, 3, 3), w[:2, :3], probs[:2], log_prior, mu, LinearKappa())
+    with pytest.raises(ValueError, match="NaN"):
+        calibrate_strength(torch.full((2, 3, 3), float("nan")), w[:2, :3], probs[:2], log_prior, mu, LinearKappa())
 
 
 def _planted_regions(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+from scipy.optimize import minimize_scalar
 
 from explainlab.errors import check_float
 
@@ -40,6 +42,51 @@ def strength_scale(h: torch.Tensor, reference: torch.Tensor) -> float:
     if own == 0:
         raise ValueError("all regional features are zero: no strength to normalise")
     return float(reference.norm(dim=-1).mean() / own)
+
+
+def regional_log_posterior(
+    h: torch.Tensor, w: torch.Tensor, log_prior: torch.Tensor, directions: torch.Tensor, kappa
+) -> torch.Tensor:
+    """log q(y | x) (N, C) of a sample from its regions as a product of experts weighted by importance:
+    log_softmax_y Σ_r w^r log p(y | h^(r)). h: (N, R, d'); w: (N, R), rows summing to 1.
+
+    With κ(l) = l this is the posterior of the importance-weighted mean regional feature Σ_r w^r h^(r),
+    the regional counterpart of the sample feature g (the pooled feature is the mean over regions)."""
+    per_region = vmf_log_posterior(h, log_prior.to(h), directions.to(h), kappa)
+    return torch.log_softmax((w.to(h)[..., None] * per_region).sum(1), dim=-1)
+
+
+def calibrate_strength(
+    h: torch.Tensor,
+    w: torch.Tensor,
+    probs: torch.Tensor,
+    log_prior: torch.Tensor,
+    directions: torch.Tensor,
+    kappa,
+    *,
+    bounds: tuple[float, float] = (1e-4, 1e4),
+) -> tuple[float, float]:
+    """The strength scale s that makes the regions explain the DNN as the sample projection does:
+    s = argmin_s E_x KL(P(y|x) ‖ q_s(y|x)), q_s the `regional_log_posterior` of s · h (float64,
+    bounded 1-D search on log s). probs: the DNN's softmax (N, C). Returns (s, KL at s).
+
+    The regional projection's own scale is set by the similarity temperature of L_similarity, an
+    arbitrary constant, so τ needs this calibration to mean the same in every run."""
+    h64, w64, target = h.double(), w.double(), probs.double()
+    prior, dirs = log_prior.double(), directions.double()
+    if not torch.isfinite(h64).all():
+        raise ValueError("regional features contain NaN/inf: cannot calibrate their strength")
+    if h64.norm(dim=-1).max() == 0:
+        raise ValueError("all regional features are zero: no strength to calibrate")
+    entropy_term = torch.xlogy(target, target).sum(1)
+
+    def kl(log_scale: float) -> float:
+        log_q = regional_log_posterior(math.exp(log_scale) * h64, w64, prior, dirs, kappa)
+        return float((entropy_term - (target * log_q).sum(1)).mean())
+
+    found = minimize_scalar(kl, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
+                            options={"xatol": 1e-6})  # fmt: skip
+    return math.exp(found.x), float(found.fun)
 
 
 def knowledge_points(
