@@ -70,8 +70,14 @@ class FeatvizStudy:
         self.seed_offset = seed_offset
 
     def _setting(self, name: str, channels: int, size: int) -> dict[str, Any]:
+        """visualize() arguments of a setting: 'unregularised' (pixels), 'regularised' (decorrelated
+        Fourier + TV + transformation robustness) or 'inversion' (the same without the transforms: the
+        reconstruction must match the representation of the image where it is, and random shifts,
+        scales and rotations would average it into a blur — Mahendran & Vedaldi regularise with TV)."""
         if name == "unregularised":
             return {"param": "pixel", "decorrelate": False, "squash": "clamp"}
+        if name == "inversion":
+            return {"param": "fourier", "decorrelate": channels == 3, "tv": self.tv}
         # The model sees its own input size again after padding and scaling (fixed-size classifiers).
         transforms = {**self.transforms, "size": size}
         transforms["scales"] = list(transforms.get("scales", []))
@@ -133,7 +139,7 @@ class FeatvizStudy:
             for layer in self.inversion_layers:
                 result = visualize(model, inversion_objective(layer, refs[layer]), shape=(1, c, size, size),
                                    steps=self.steps, lr=self.lr, seed=seed, device=device,
-                                   **self._setting("regularised", c, size))  # fmt: skip
+                                   **self._setting("inversion", c, size))  # fmt: skip
                 inversions[layer] = result.images[0].cpu()
                 rows.append(self._row(cfg, layer, "image 0", "inversion", result))
         rec = ctx.recorder
