@@ -282,6 +282,15 @@ class KnowledgePointStudy:
         if self.strength == "learned":
             calibrated = []
         fits = {layer: calibrate_strength(projected[layer], importance[layer], *args) for layer in calibrated}
+        prior_kl = float((torch.xlogy(probs, probs) - probs * projection.log_prior_.cpu()).sum(1).mean())
+        for layer, (_, kl) in fits.items():
+            if kl > 0.95 * prior_kl:
+                log.warning(
+                    "%s: its regional features explain the DNN's answers hardly better than the class prior "
+                    "(KL %.3f vs %.3f), so the calibrated strength is near 0 and few or no regions count as "
+                    "knowledge points; a larger method.alpha ties them more closely to the sample features",
+                    layer, kl, prior_kl,
+                )  # fmt: skip
         if self.strength == "per_layer":
             return {layer: s for layer, (s, _) in fits.items()}, {layer: kl for layer, (_, kl) in fits.items()}
         reference = projected[self.reference_layer] * (fits[self.reference_layer][0] if fits else 1.0)
