@@ -83,6 +83,8 @@ def test_randomised_copies_reset_layers_from_the_top() -> None:
         ("method.methods=[lime]", "method.methods"),
         ("method.models=[{name: resnet20, trained: imagenet}]", "method.models[0].trained"),
         ("method.target=-1", "method.target"),
+        ("method.images=[0,100000]", "method.images"),
+        ("method.aopc_orders=[best]", "method.aopc_orders"),
     ],
 )
 def test_bad_study_config_names_the_key(compose, override: str, key: str) -> None:

@@ -88,6 +88,7 @@ class HeatmapStudy:
             check_choice(f"method.models[{i}].name", entry.get("name"), MODEL_NAMES)
         for method in methods:
             check_choice("method.methods", method, METHODS)
+        self.image_count = images if isinstance(images, int) else None  # first N, clipped to the split
         if isinstance(images, int):
             check_int("method.images", images, minimum=1)
             images = list(range(images))
@@ -124,6 +125,8 @@ class HeatmapStudy:
             x = load_image_files(self.image_paths, self.image_size or 224, key="method.image_paths")
             return x, torch.full((len(x),), -1)
         dataset = ctx.datamodule.dataset(self.split)
+        if self.image_count is not None:
+            self.images = list(range(min(self.image_count, len(dataset))))
         outside = [i for i in self.images if i >= len(dataset)]
         if outside:
             raise ConfigValueError("method.images", outside, f"indices below {len(dataset)} (the {self.split} split)")
