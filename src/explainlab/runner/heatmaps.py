@@ -70,7 +70,8 @@ class HeatmapStudy:
     shorter side + centre crop; dataset images: bilinear), e.g. 224 for ImageNet models.
     target: 'predicted' (each model's own answer) or a class index. aopc_steps / patch: perturbation
     test; aopc_orders: any of AOPC_ORDERS ('morf' most relevant first, 'lerf' least relevant first,
-    'random' the baseline). randomisation: run the sanity check on the first model (at most `randomisation_layers`).
+    'random' the baseline). randomisation: run the sanity check on the first model (at most
+    `randomisation_layers`).
     """
 
     def __init__(self, models: Sequence[Mapping[str, Any]], methods: Sequence[str] = METHODS, *,
@@ -88,15 +89,14 @@ class HeatmapStudy:
             check_choice(f"method.models[{i}].name", entry.get("name"), MODEL_NAMES)
         for method in methods:
             check_choice("method.methods", method, METHODS)
-        self.image_count = images if isinstance(images, int) else None  # first N, clipped to the split
         if isinstance(images, int):
             check_int("method.images", images, minimum=1)
-            images = list(range(images))
-        images = list(images)
-        for index in images:
-            check_int("method.images[]", index, minimum=0)
-        if not images and not image_paths:
-            raise ConfigValueError("method.images", images, "a count >= 1 or a non-empty list of dataset indices")
+        else:
+            images = list(images)
+            for index in images:
+                check_int("method.images[]", index, minimum=0)
+            if not images and not image_paths:
+                raise ConfigValueError("method.images", images, "a count >= 1 or a non-empty list of dataset indices")
         check_int("method.image_size", image_size, minimum=8, optional=True)
         for order in aopc_orders:
             check_choice("method.aopc_orders", order, AOPC_ORDERS)
@@ -119,53 +119,39 @@ class HeatmapStudy:
             return ctx.model
         return build_trained(entry["name"], entry["trained"], ctx.cfg.paths)
 
-    def _images(self, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (N, C, H, W) in [0, 1] and their labels (-1 for image files)."""
+    def _images(self, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Images (N, C, H, W) in [0, 1], their labels (-1 for image files) and sources (file or
+        `split[index]`). A count of images is clipped to the split; explicit indices must lie in it."""
         if self.image_paths:
             x = load_image_files(self.image_paths, self.image_size or 224, key="method.image_paths")
-            return x, torch.full((len(x),), -1)
+            return x, torch.full((len(x),), -1), [str(path) for path in self.image_paths]
         dataset = ctx.datamodule.dataset(self.split)
-        if self.image_count is not None:
-            self.images = list(range(min(self.image_count, len(dataset))))
-        outside = [i for i in self.images if i >= len(dataset)]
+        if isinstance(self.images, int):
+            indices = list(range(min(self.images, len(dataset))))
+        else:
+            indices = self.images
+        outside = [i for i in indices if i >= len(dataset)]
         if outside:
             raise ConfigValueError("method.images", outside, f"indices below {len(dataset)} (the {self.split} split)")
-        x, labels = dataset.__getitems__(self.images)
-        return (resize_images(x, self.image_size) if self.image_size else x), labels
+        x, labels = dataset.__getitems__(indices)
+        x = resize_images(x, self.image_size) if self.image_size else x
+        return x, labels, [f"{self.split}[{i}]" for i in indices]
 
     def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         prepared = prepare_for_attribution(model)
         needs_lrp = any(method.startswith("lrp") for method in self.methods)
         canonical = canonical_copy(model, inner_input(model, x).detach()) if needs_lrp else None
         window = min(self.occlusion_window, x.shape[-1])
-        return {
-            method: to_heatmap(
-                explain(
-                    model,
-                    x,
-                    target,
-                    method,
-                    prepared=prepared,
-                    canonical=canonical,
-                    steps=self.ig_steps,
-                    window=window,
-                    stride=window,
-                ),
-                method,
-            ).cpu()  # fmt: skip
-            for method in self.methods
-        }
+        options = {"prepared": prepared, "canonical": canonical, "steps": self.ig_steps, "window": window,
+                   "stride": window}  # fmt: skip
+        return {m: to_heatmap(explain(model, x, target, m, **options), m).cpu() for m in self.methods}
 
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
         start = time.perf_counter()
         ctx = RunContext(cfg)
         device = eval_device(cfg.trainer.get("accelerator"))
-        x, labels = self._images(ctx)
+        x, labels, sources = self._images(ctx)
         x = x.to(device)
-        if self.image_paths:
-            sources = [str(path) for path in self.image_paths]
-        else:
-            sources = [f"{self.split}[{i}]" for i in self.images]
         names, maps, skipped, predictions, aopc_rows = [], {}, [], [], []
         for entry in self.models:
             try:

@@ -278,9 +278,7 @@ class KnowledgePointStudy:
         """Strength scale per layer for the knowledge-point test (see `strength`), and the KL of each
         calibrated layer's fit."""
         args = (probs, projection.log_prior_.cpu(), projection.directions_.cpu(), projection.kappa_)
-        calibrated = self.layers if self.strength == "per_layer" else [self.reference_layer]
-        if self.strength == "learned":
-            calibrated = []
+        calibrated = {"calibrated": [self.reference_layer], "per_layer": self.layers, "learned": []}[self.strength]
         fits = {layer: calibrate_strength(projected[layer], importance[layer], *args) for layer in calibrated}
         prior_kl = float((torch.xlogy(probs, probs) - probs * projection.log_prior_.cpu()).sum(1).mean())
         for layer, (_, kl) in fits.items():

@@ -40,6 +40,19 @@ RULES = ("epsilon", "epsilon_plus_flat")
 _ADDS = (operator.add, operator.iadd, torch.add)
 
 
+def _replace_with_module(
+    traced: torch.fx.GraphModule, node: torch.fx.Node, name: str, module: nn.Module, argument: torch.fx.Node,
+    *, after: torch.fx.Node | None = None,
+) -> None:  # fmt: skip
+    """Replace `node` by a call of the new submodule `name` on `argument` (placed after `after`,
+    default `node`)."""
+    traced.add_submodule(name, module)
+    with traced.graph.inserting_after(after or node):
+        replacement = traced.graph.call_module(name, (argument,))
+    node.replace_all_uses_with(replacement)
+    traced.graph.erase_node(node)
+
+
 def separate_relus(traced: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """Rewrite `traced` in place so that every ReLU application (functional, method or a module
     called more than once) is its own nn.ReLU(inplace=False) module."""
@@ -52,12 +65,7 @@ def separate_relus(traced: torch.fx.GraphModule) -> torch.fx.GraphModule:
         functional = node.op == "call_function" and node.target in (F.relu, torch.relu, torch.relu_)
         method = node.op == "call_method" and node.target in ("relu", "relu_")
         if is_module or functional or method:
-            name = f"attribution_relu_{i}"
-            traced.add_submodule(name, nn.ReLU())
-            with traced.graph.inserting_after(node):
-                replacement = traced.graph.call_module(name, (node.args[0],))
-            node.replace_all_uses_with(replacement)
-            traced.graph.erase_node(node)
+            _replace_with_module(traced, node, f"attribution_relu_{i}", nn.ReLU(), node.args[0])
     for module in traced.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = False
@@ -91,14 +99,9 @@ def canonical_copy(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphMod
     ShapeProp(traced).propagate(example)
     for i, node in enumerate(list(traced.graph.nodes)):
         if _is_residual_add(node):
-            name = f"lrp_sum_{i}"
-            traced.add_submodule(name, Sum())
             with traced.graph.inserting_after(node):
                 stacked = traced.graph.call_function(torch.stack, (list(node.args),), {"dim": -1})
-            with traced.graph.inserting_after(stacked):
-                summed = traced.graph.call_module(name, (stacked,))
-            node.replace_all_uses_with(summed)
-            traced.graph.erase_node(node)
+            _replace_with_module(traced, node, f"lrp_sum_{i}", Sum(), stacked, after=stacked)
     traced.graph.lint()
     traced.recompile()
     return traced.eval()
