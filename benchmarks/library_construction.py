@@ -1,10 +1,15 @@
 """Library construction: the exact batched builder vs a one-sample-at-a-time loop on the same device.
 
 HAPs: ResNet44 (akamaster) layer1 outputs of the first N CIFAR-10 training images when the shared
-data and models are present (--source resnet44), else clustered random patterns (--source synthetic).
-Both methods must return the same node indices (checked). Prints markdown rows for docs/benchmarks.md.
+data and models are present (--source resnet44), the MNIST CNN's conv1 (--source mnist_conv1, with
+--checkpoint for trained weights), else clustered random patterns (--source synthetic). Both
+methods must return the same node indices (checked). For mnist_conv1 the batched builder is also
+timed on the factored tap (`FactoredHAPs`, 785 instead of 21,632 dimensions); its indices may
+differ from the plain ones only where float32 rounding moves a cosine across θ (counted).
+Prints markdown rows for docs/benchmarks.md.
 
     python benchmarks/library_construction.py --source resnet44 --n 10000 --thresholds 0.7 0.75 0.8
+    python benchmarks/library_construction.py --source mnist_conv1 --checkpoint CKPT --n 10000
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 
 import torch
 
-from explainlab.methods.library import build_libraries, normalize_haps
+from explainlab.methods.library import FactoredHAPs, build_libraries, normalize_haps
 
 
 def one_sample_loop(haps: torch.Tensor, threshold: float, device: torch.device) -> list[int]:
@@ -40,7 +45,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def load_haps(source: str, n: int) -> tuple[torch.Tensor, str]:
+def load_haps(source: str, n: int, checkpoint: str | None) -> tuple[torch.Tensor, str, FactoredHAPs | None]:
+    if source == "mnist_conv1":
+        from library_factored import mnist_patterns
+
+        data_dir = os.environ.get(
+            "EXPLAINLAB_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+        )
+        haps, factored, _, what = mnist_patterns(checkpoint, data_dir, n, "conv1")
+        return haps, what, factored
     if source == "resnet44":
         from explainlab.data import CIFAR10DataModule
         from explainlab.models import pretrained_cifar_resnet
@@ -57,23 +70,24 @@ def load_haps(source: str, n: int) -> tuple[torch.Tensor, str]:
             eval_batch_size=1000,
         )
         haps = extract(model, data.loader("train"), ["layer1"], with_logits=False)["layer1"]
-        return haps, f"ResNet44 layer1, {n} x {haps.shape[1]}"
+        return haps, f"ResNet44 layer1, {n} x {haps.shape[1]}", None
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(50, 4096, generator=g)
     haps = centers[torch.randint(0, 50, (n,), generator=g)] + 1.5 * torch.randn(n, 4096, generator=g)
-    return haps, f"synthetic clusters, {n} x 4096"
+    return haps, f"synthetic clusters, {n} x 4096", None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--source", default="resnet44", choices=["resnet44", "synthetic"])
+    parser.add_argument("--source", default="resnet44", choices=["resnet44", "mnist_conv1", "synthetic"])
+    parser.add_argument("--checkpoint", default=None, help="mnist_conv1: trained MNIST CNN weights")
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.7, 0.75, 0.8])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--block", type=int, default=4096)
     args = parser.parse_args()
     device = torch.device(args.device)
-    haps, what = load_haps(args.source, args.n)
+    haps, what, factored = load_haps(args.source, args.n, args.checkpoint)
     haps = haps.to(device)
     name = (
         torch.cuda.get_device_name()
@@ -97,7 +111,16 @@ def main() -> None:
         sync(device)
         slow = time.perf_counter() - start
         assert batched.tolist() == slow_index == together[t].tolist(), "methods disagree"
-        print(f"| {today} | {name} | {what} | {t:g} | {len(batched)} | {slow:.2f} | {fast:.2f} | {slow / fast:.0f}x |")
+        row = f"| {today} | {name} | {what} | {t:g} | {len(batched)} | {slow:.2f} | {fast:.2f} | {slow / fast:.0f}x |"
+        if factored is not None:
+            sync(device)
+            start = time.perf_counter()
+            short = build_libraries(factored.to(device), [t], block_size=args.block)[t]
+            sync(device)
+            quick = time.perf_counter() - start
+            differ = len(set(short.tolist()) ^ set(slow_index))
+            row += f" factored: {quick:.2f} s, {slow / quick:.0f}x, {differ} indices differ |"
+        print(row)
     print(f"| {today} | {name} | {what} | all of {args.thresholds} in one pass | - | - | {one_pass:.2f} | - |")
 
 

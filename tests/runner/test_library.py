@@ -58,6 +58,24 @@ def test_library_study_writes_the_paper_tables(compose) -> None:
     assert json.loads((out / "metrics.json").read_text())["dnn/test_acc"] == metrics["dnn/test_acc"]
 
 
+def test_factored_taps_give_the_plain_tables(compose, tmp_path: Path) -> None:
+    """Holding conv1, conv2, fc1 through their inputs (all factorable in the quickstart's small CNN)
+    changes no library; predictions agree up to rounding. (Classes that no nearby node's sample was
+    answered with get exactly equal scores, -Σg; float rounding orders such ties, which can move a
+    top-3 decision.)"""
+    tables = {}
+    for factored in ("true", "false"):
+        cfg = compose(STUDY + [f"method.factored_taps={factored}"], tmp_path / factored)
+        run(cfg)
+        tables[factored] = {
+            name: pd.read_csv(tmp_path / factored / "results" / f"{name}.csv")
+            for name in ("library_sizes", "predictions", "auroc")
+        }
+    assert tables["true"]["library_sizes"].equals(tables["false"]["library_sizes"])
+    pd.testing.assert_frame_equal(tables["true"]["predictions"], tables["false"]["predictions"], atol=0.01)
+    pd.testing.assert_frame_equal(tables["true"]["auroc"], tables["false"]["auroc"], atol=0.02)
+
+
 def test_library_predictions_match_the_estimator(compose) -> None:
     """The study's numbers equal a direct use of LibraryNetwork on the same activations."""
     from explainlab.runner.context import RunContext
@@ -154,9 +172,12 @@ def test_two_process_ddp_tables_equal_single_process(compose, tmp_path: Path) ->
     metrics = run(ddp)
     assert metrics["processes"] == 2 and metrics["dnn/test_acc"] > 0
     # Library sizes and predictions are identical; CPL floats may differ in the last bits because
-    # each worker process runs its convolutions with another number of CPU threads.
+    # each worker process runs with another number of CPU threads (Lightning sets OMP_NUM_THREADS to
+    # cores / processes), and CPU matrix products round differently with another thread count;
+    # g(x) = exp(-(1 - x)/0.01) turns a 1e-7 change of a cosine into a 1e-5 relative change of a link
+    # (observed CPL differences: up to 1.3e-5 relative).
     for table in ("library_sizes", "predictions", "cpl", "auroc", "confusion/conv1_0.7"):
         a = pd.read_csv(tmp_path / "single" / "results" / f"{table}.csv")
         b = pd.read_csv(tmp_path / "ddp" / "results" / f"{table}.csv")
         exact = table in ("library_sizes", "predictions")
-        pd.testing.assert_frame_equal(a, b, check_exact=exact, rtol=1e-6, atol=1e-7)
+        pd.testing.assert_frame_equal(a, b, check_exact=exact, rtol=1e-4, atol=1e-6)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from explainlab.data.base import ImageTensorDataset
 from explainlab.errors import CheckpointError
 from explainlab.methods.library.network import MapUnits
+from explainlab.methods.library.patterns import affine_factors, factorable
 from explainlab.models.layers import ActivationRecorder, resolve_layers
 from explainlab.results.io import atomic_path
 
@@ -35,19 +36,31 @@ def extract(
     layers: Sequence[str],
     *,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | Mapping[str, torch.dtype] = torch.float32,
     with_logits: bool = True,
     progress: bool = False,
     total: int | None = None,
+    factored: Collection[str] = (),
 ) -> dict[str, torch.Tensor]:
     """Flattened outputs of `layers` for every batch (x, y), on the CPU, in loader order.
 
-    Returns {layer: (N, D) in `dtype`, 'logits': (N, K) float32 (if with_logits), 'labels': (N,)}.
-    Without logits the forward pass stops after the last requested layer has fired. When the
-    loader knows its data set's length, outputs are preallocated (no second copy for a concat).
+    Returns {layer: (N, D) in `dtype` (one dtype, or one per layer), 'logits': (N, K) float32 (if
+    with_logits), 'labels': (N,)}. Layers named in `factored` (affine taps) give their stacked
+    factors (N, 2, d + 1) instead (`explainlab.methods.library.FactoredHAPs`). Without logits the
+    forward pass stops after the last requested layer has fired. When the loader knows its data
+    set's length, outputs are preallocated (no second copy for a concat).
     """
     model.eval().to(device)
     modules = resolve_layers(model, layers, key="method.layers")
+    dtypes = dict(dtype) if isinstance(dtype, Mapping) else dict.fromkeys(layers, dtype)
+    factors: dict[str, torch.Tensor] = {}
+
+    def factor(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            factors[name] = affine_factors(module, inputs[0], output)
+
+        return hook
+
     out: dict[str, list[torch.Tensor]] = {name: [] for name in [*layers, "logits", "labels"]}
     n_total = len(batches.dataset) if hasattr(batches, "dataset") else None
     filled: dict[str, torch.Tensor] = {}
@@ -64,7 +77,8 @@ def extract(
 
     # The recorder's hooks are registered first, so they run before the stopping hooks.
     with ActivationRecorder(model, layers) as rec:
-        handles = [m.register_forward_hook(stop_when_done(n)) for n, m in modules.items()]
+        handles = [modules[n].register_forward_hook(factor(n)) for n in factored]
+        handles += [m.register_forward_hook(stop_when_done(n)) for n, m in modules.items()]
         try:
             for x, y in tqdm(batches, desc="activations", total=total, disable=not progress, leave=False):
                 fired.clear()
@@ -74,12 +88,12 @@ def extract(
                 except _Enough:
                     pass
                 for name in layers:
-                    act = rec.activations[name].flatten(1)
+                    act = factors[name] if name in factors else rec.activations[name].flatten(1)
                     if n_total is None:
-                        out[name].append(act.to(dtype).cpu())
+                        out[name].append(act.to(dtypes[name]).cpu())
                         continue
                     if name not in filled:
-                        filled[name] = torch.empty(n_total, act.shape[1], dtype=dtype)
+                        filled[name] = torch.empty(n_total, *act.shape[1:], dtype=dtypes[name])
                     filled[name][row : row + len(act)] = act
                 row += len(y)
                 out["labels"].append(y.cpu())
@@ -130,9 +144,10 @@ def extract_dataset(
     *,
     batch_size: int,
     device: torch.device | str,
-    dtype: torch.dtype,
+    dtype: torch.dtype | Mapping[str, torch.dtype],
     with_logits: bool = True,
     map_units: MapUnits | None = None,
+    factored: Collection[str] = (),
 ) -> dict[str, torch.Tensor]:
     """`extract` over a whole split in fixed batches [u*batch_size, (u+1)*batch_size); `map_units`
     may run the batches on several DDP ranks (identical results, gathered in data set order)."""
@@ -140,7 +155,7 @@ def extract_dataset(
 
     def batch(unit: int) -> dict[str, torch.Tensor]:
         x, y = dataset[unit * batch_size : (unit + 1) * batch_size]
-        return extract(model, [(x, y)], layers, device=device, dtype=dtype, with_logits=with_logits)
+        return extract(model, [(x, y)], layers, device=device, dtype=dtype, with_logits=with_logits, factored=factored)
 
     parts = map_units(-(-len(dataset) // batch_size), batch)
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
@@ -155,19 +170,25 @@ def cached_split_features(
     cache: FeatureCache | None,
     batch_size: int,
     device: torch.device | str,
-    dtype: torch.dtype,
+    dtype: torch.dtype | Mapping[str, torch.dtype],
     map_units: MapUnits | None = None,
     write: bool = True,
+    factored: Collection[str] = (),
 ) -> dict[str, torch.Tensor]:
     """Layers, logits and labels of a whole split; read from `cache` when present, else extracted
-    (and written when `write`, i.e. on the main process).
+    (and written when `write`, i.e. on the main process). Layers in `factored` are held as their
+    stacked factors (see `extract`) and cached under their own key.
 
     spec: identifies weights and data (e.g. {'model': fingerprint, 'data': ..., 'split': 'train'}).
     """
     wanted = [*layers, "logits", "labels"]
+    dtypes = dict(dtype) if isinstance(dtype, Mapping) else dict.fromkeys(layers, dtype)
 
     def entry_spec(name: str) -> dict[str, Any]:
-        return {**spec, "layer": name, "dtype": str(dtype) if name in layers else "native"}
+        if name not in layers:
+            return {**spec, "layer": name, "dtype": "native"}
+        form = {"form": "factored"} if name in factored else {}
+        return {**spec, "layer": name, "dtype": str(dtypes[name]), **form}
 
     found = {name: cache.get(entry_spec(name)) for name in wanted} if cache else {}
     missing = [name for name in layers if found.get(name) is None]
@@ -178,8 +199,9 @@ def cached_split_features(
             missing or list(layers[:1]),
             batch_size=batch_size,
             device=device,
-            dtype=dtype,
+            dtype=dtypes,
             map_units=map_units,
+            factored=[name for name in factored if name in missing],
         )
         for name, values in fresh.items():
             if found.get(name) is None:
@@ -187,3 +209,40 @@ def cached_split_features(
                 if cache and write:
                     cache.put(entry_spec(name), values)
     return {name: found[name] for name in wanted}
+
+
+@torch.no_grad()
+def plan_storage(
+    model: nn.Module, layers: Sequence[str], example: torch.Tensor, dtype: torch.dtype, *, factor: bool = True
+) -> tuple[list[str], dict[str, torch.dtype]]:
+    """Which taps to hold factored through their inputs, and each tap's storage dtype.
+
+    example: one input batch (1, ...) for a probing forward pass. A tap is factored (with `factor`)
+    when it is an affine module whose input is shorter than its output
+    (`explainlab.methods.library.factorable`). Factors are stored in float32 unless that takes more
+    room than the plain pattern in `dtype` (then in `dtype`): they hold differences of larger
+    numbers, so float16 rounding costs them more accuracy than it costs plain patterns.
+    """
+    modules = resolve_layers(model, layers, key="method.layers")
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def probe(name: str):
+        def hook(_module: nn.Module, inputs: tuple, output: Any) -> None:
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            sizes[name] = (inputs[0][0].numel(), out[0].numel())
+
+        return hook
+
+    handles = [m.register_forward_hook(probe(n)) for n, m in modules.items()]
+    try:
+        model.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+    factored = [n for n in layers if factor and factorable(modules[n], *sizes[n])]
+    dtypes = dict.fromkeys(layers, dtype)
+    for name in factored:
+        width, plain = sizes[name][0] + 1, sizes[name][1]
+        if dtype != torch.float64 and 2 * width * 4 <= plain * dtype.itemsize:
+            dtypes[name] = torch.float32
+    return factored, dtypes

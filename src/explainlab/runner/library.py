@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from explainlab.errors import ConfigValueError, check_choice, check_int
 from explainlab.methods.library import (
+    FactoredHAPs,
+    HebbianSums,
     LibraryNetwork,
     associate_libraries,
     build_libraries,
@@ -34,7 +36,7 @@ from explainlab.results import library_figures
 from explainlab.runner.checkpoint_cache import CheckpointCache
 from explainlab.runner.context import RunContext
 from explainlab.runner.distributed import Workers, release_process_group_at_exit
-from explainlab.runner.features import FeatureCache, cached_split_features, extract
+from explainlab.runner.features import FeatureCache, cached_split_features, extract, plan_storage
 from explainlab.runner.inference import eval_device
 from explainlab.runner.train import ensure_trained, log_to_dashboards, write_training_outputs
 
@@ -69,6 +71,8 @@ class LibraryStudy:
     cpl: {top_k, softmax, pairs (null = all), threshold_sets ({name: {layer: θ}}; null = one set
         per θ of `thresholds`), images (first N test images attacked, in order)}.
     hap_dtype: storage of cached activations (float32, float16).
+    factored_taps: hold affine taps (conv/linear raw outputs) through their shorter inputs; exact,
+        and e.g. 27x fewer dimensions for the MNIST CNN's conv1 (`methods/library/patterns.py`).
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class LibraryStudy:
         block_size: int = 4096,
         progress: bool = True,
         save_libraries: bool = False,
+        factored_taps: bool = True,
     ) -> None:
         self.layers = list(layers)
         common = threshold if threshold is not None else thresholds
@@ -108,6 +113,7 @@ class LibraryStudy:
             **(dict(cpl or {})),
         }
         self.save_libraries = save_libraries
+        self.factored_taps = factored_taps
 
     # ------------------------------------------------------------------------------------------
     def threshold_sets(self) -> dict[str, dict[str, float]]:
@@ -150,6 +156,10 @@ class LibraryStudy:
         data = ctx.datamodule
         data_spec = ctx.data_spec(drop=("batch_size",))
         cache = FeatureCache(cfg.paths.cache_dir)
+        example = data.dataset("test")[0:1][0].to(device)
+        factored, dtypes = plan_storage(model, self.layers, example, self.hap_dtype, factor=self.factored_taps)
+        if factored:
+            log.info("taps held through their inputs (exact, fewer dimensions): %s", ", ".join(factored))
         feats = {}
         for split in ("train", "test"):
             feats[split] = cached_split_features(
@@ -160,10 +170,12 @@ class LibraryStudy:
                 cache=cache,
                 batch_size=data.eval_batch_size,
                 device=device,
-                dtype=self.hap_dtype,
+                dtype=dtypes,
                 map_units=workers.mapper(f"activations ({split})"),
                 write=workers.is_main,
+                factored=factored,
             )
+            feats[split].update({layer: FactoredHAPs(feats[split][layer]) for layer in factored})
         workers.barrier()
         n_classes = cfg.model.num_classes
         train_pred = feats["train"]["logits"].argmax(1)
@@ -183,12 +195,20 @@ class LibraryStudy:
         plot_thresholds = self.confusion["thresholds"]
         for layer in self.layers:
             train_haps = feats["train"][layer]
-            indices = None
-            if workers.is_main:  # inherently sequential: built once
+            built = None
+            if workers.is_main:  # inherently sequential: built once, summing the links it can on the way
+                sums = HebbianSums(train_pred, n_classes)
                 indices = build_libraries(
-                    train_haps, needed[layer], block_size=self.block_size, device=device, progress=self.progress
+                    train_haps,
+                    needed[layer],
+                    block_size=self.block_size,
+                    device=device,
+                    progress=self.progress,
+                    hebbian=sums,
                 )
-            indices = workers.from_main(indices)
+                sums.links, sums.dnn_pred = sums.links.cpu(), sums.dnn_pred.cpu()
+                built = indices, sums
+            indices, sums = workers.from_main(built)
             fitted = associate_libraries(
                 train_haps,
                 indices,
@@ -197,6 +217,7 @@ class LibraryStudy:
                 block_size=self.block_size,
                 device=device,
                 map_units=workers.mapper(f"Hebbian links ({layer})"),
+                hebbian=sums,
             )
             studied = {t: fitted[t] for t in self.thresholds[layer]}
             test_scores = predict_scores_many(
@@ -232,7 +253,7 @@ class LibraryStudy:
                 if plot_thresholds is None or any(abs(t - p) < 1e-12 for p in plot_thresholds):
                     confusion_plot.setdefault(t, {})[layer] = ci
         sizes, predictions = pd.DataFrame(size_rows), pd.DataFrame(pred_rows)
-        auroc = self._cpl_study(ctx, model, libraries, sets, feats["test"], device, workers)
+        auroc = self._cpl_study(ctx, model, libraries, sets, feats["test"], device, workers, (factored, dtypes))
         if rec is None:
             return {}
         rec.save_table("library_sizes", sizes)
@@ -279,13 +300,16 @@ class LibraryStudy:
         test: dict[str, torch.Tensor],
         device: torch.device,
         workers: Workers,
+        storage: tuple[list[str], dict[str, torch.dtype]],
     ) -> pd.DataFrame | None:
         """CPL of the first `cpl.images` test images, clean and under PGD at every eps (Eq. 5).
+        storage: (factored taps, dtype per tap) as the test patterns were extracted.
 
         Attack batches are work units: each is attacked from its own seeded random start, so the
         images do not depend on how batches are spread over processes. Only rank 0 writes.
         """
         cfg = ctx.cfg
+        factored, dtypes = storage
         if not cfg.get("attack") or not sets or len(self.layers) < 2:
             log.info("CPL study skipped (needs attack=pgd_linf, a threshold set and two layers)")
             return None
@@ -301,10 +325,13 @@ class LibraryStudy:
                 x, y = data[unit * batch : min((unit + 1) * batch, n)]
                 torch.manual_seed(cfg.seed * 1_000_003 + e * 10_007 + unit)
                 adv = adversary.perturb(model, x.to(device), y.to(device))
-                return extract(model, [(adv, y)], self.layers, device=device, dtype=self.hap_dtype, with_logits=False)
+                return extract(
+                    model, [(adv, y)], self.layers, device=device, dtype=dtypes, with_logits=False, factored=factored
+                )
 
             parts = workers.map(-(-n // batch), attacked, desc=f"PGD eps={eps:g}")
             variants[eps] = {layer: torch.cat([p[layer] for p in parts]) for layer in self.layers}
+            variants[eps].update({layer: FactoredHAPs(variants[eps][layer]) for layer in factored})
         rows, auroc_rows = [], []
         pairs = [tuple(p) for p in self.cpl["pairs"]] if self.cpl["pairs"] else None
         # P of every (layer, θ) a set uses, per eps: one product with each layer's union of nodes.

@@ -138,3 +138,47 @@ def test_associate_libraries_equals_per_threshold_associate() -> None:
         assert torch.allclose(
             together[t].predict_scores(test, 3), alone.predict_scores(test, 3), rtol=1e-12, atol=1e-12
         )
+
+
+@pytest.mark.parametrize("block_size", [1, 16, 4096])
+@pytest.mark.parametrize("spread", [0.2, 0.7, 1.5])
+def test_links_summed_during_construction_equal_associate(block_size: int, spread: float) -> None:
+    """HebbianSums: construction's products plus the pairs it never formed give Eq. 2's links,
+    whether few samples are stored (tight clusters) or nearly all (spread out)."""
+    from explainlab.methods.library import HebbianSums, associate_libraries
+
+    haps, labels = clustered(240, 10, 5, spread, seed=10)
+    pred = labels.clone()
+    pred[::7] = (pred[::7] + 2) % 5
+    thresholds = [0.3, 0.7, 0.95]
+    sums = HebbianSums(pred, 5)
+    indices = build_libraries(haps, thresholds, block_size=block_size, hebbian=sums)
+    plain = build_libraries(haps, thresholds, block_size=block_size)
+    assert all(torch.equal(indices[t], plain[t]) for t in thresholds)
+    fast = associate_libraries(haps, indices, pred, 5, block_size=block_size, hebbian=sums)
+    slow = associate_libraries(haps, indices, pred, 5, block_size=block_size)
+    for t in thresholds:
+        assert torch.allclose(fast[t].links_, slow[t].links_, rtol=1e-12, atol=1e-12)
+    nodes = indices[0.7].tolist()
+    assert torch.allclose(fast[0.7].links_, reference.links(haps, nodes, pred, 5), rtol=1e-12, atol=1e-12)
+    if spread == 1.5:  # most samples stored: construction formed most pairs
+        assert len(sums.pending) < len(haps) // 4
+
+
+def test_hebbian_sums_with_zero_rows_and_mismatches() -> None:
+    from explainlab.methods.library import HebbianSums, associate_libraries
+
+    haps, labels = clustered(60, 6, 3, 0.5, seed=11)
+    haps[[4, 30]] = 0
+    sums = HebbianSums(labels, 3)
+    indices = build_libraries(haps, [0.8], block_size=8, allow_zero=True, hebbian=sums)
+    fast = associate_libraries(haps, indices, labels, 3, block_size=8, allow_zero=True, hebbian=sums)
+    slow = associate_libraries(haps, indices, labels, 3, block_size=8, allow_zero=True)
+    assert {4, 30} <= set(sums.pending.tolist())
+    assert torch.allclose(fast[0.8].links_, slow[0.8].links_, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="other DNN answers"):
+        associate_libraries(haps, indices, (labels + 1) % 3, 3, allow_zero=True, hebbian=sums)
+    with pytest.raises(ValueError, match="not made while building"):
+        associate_libraries(haps, {0.8: indices[0.8][:-1]}, labels, 3, allow_zero=True, hebbian=sums)
+    with pytest.raises(ValueError, match="differ in length"):
+        build_libraries(haps, [0.8], allow_zero=True, hebbian=HebbianSums(labels[:10], 3))

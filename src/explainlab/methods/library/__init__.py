@@ -1,14 +1,33 @@
 """Library networks (paper 001): construction, Hebbian prediction, confusion index, CPL."""
 
+from explainlab.methods.library.analysis import confusion_index, consistency, detection_auroc
 from explainlab.methods.library.network import (
+    HebbianSums,
     LibraryNetwork,
     associate_libraries,
     build_libraries,
-    normalize_haps,
     predict_scores_many,
 )
+from explainlab.methods.library.patterns import (
+    FactoredHAPs,
+    affine_factors,
+    factorable,
+    normalize_haps,
+    unit_rows,
+)
 
-__all__ = ["LibraryNetwork", "associate_libraries", "build_libraries", "normalize_haps", "predict_scores_many"]
-from explainlab.methods.library.analysis import confusion_index, consistency, detection_auroc  # noqa: E402
-
-__all__ += ["confusion_index", "consistency", "detection_auroc"]
+__all__ = [
+    "FactoredHAPs",
+    "HebbianSums",
+    "LibraryNetwork",
+    "affine_factors",
+    "associate_libraries",
+    "build_libraries",
+    "confusion_index",
+    "consistency",
+    "detection_auroc",
+    "factorable",
+    "normalize_haps",
+    "predict_scores_many",
+    "unit_rows",
+]
