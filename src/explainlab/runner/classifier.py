@@ -50,6 +50,20 @@ class ClassifierModule(pl.LightningModule):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             release_process_group_at_exit()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropout and augmentation draw from the global generators: a resumed run must go on with
+        # their streams where the interrupted one stopped, not from the seed (tensors only, so the
+        # checkpoint still loads with weights_only=True).
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        checkpoint["rng_states"] = {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            torch.set_rng_state(states["cpu"])
+            if states["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

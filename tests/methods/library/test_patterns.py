@@ -101,3 +101,19 @@ def test_plain_patterns_against_a_factored_library_are_refused() -> None:
     lib = LibraryNetwork(0.9).fit(FactoredHAPs(affine_factors(module, y, h)))
     with pytest.raises(ValueError, match="width 576 do not match this library's nodes \\(width 65\\)"):
         lib.associate(h, torch.zeros(len(h)), 2)  # 16 x 6 x 6 plain outputs; 1 x 8 x 8 + 1 factored
+
+
+@pytest.mark.gpu
+def test_factored_libraries_and_links_on_cuda_equal_the_cpu_ones() -> None:
+    module, y, h = factored_and_plain("conv2d", n=300, seed=3)
+    labels = torch.randint(0, 4, (len(h),), generator=torch.Generator().manual_seed(4))
+    results = {}
+    for device in ("cpu", "cuda"):
+        factored = FactoredHAPs(affine_factors(module.to(device), y.to(device), h.to(device)))
+        sums = HebbianSums(labels.to(device), 4)
+        indices = build_libraries(factored, [0.6, 0.9], block_size=64, hebbian=sums)
+        fitted = associate_libraries(factored, indices, labels.to(device), 4, block_size=64, hebbian=sums)
+        results[device] = (indices, fitted[0.9].links_.cpu())
+    for t in (0.6, 0.9):
+        assert torch.equal(results["cpu"][0][t], results["cuda"][0][t])
+    assert torch.allclose(results["cpu"][1], results["cuda"][1], rtol=1e-9, atol=1e-9)
