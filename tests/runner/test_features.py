@@ -36,6 +36,15 @@ def test_plan_factors_the_mnist_cnn_convolutions() -> None:
     assert plan_storage(model, ["conv1"], example, torch.float16, factor=False) == ([], {"conv1": torch.float16})
 
 
+def test_plan_factors_a_cifar_resnet_conv1_only() -> None:
+    from explainlab.models.cifar_resnet import cifar_resnet
+
+    model = cifar_resnet("resnet20").eval()
+    taps = ["conv1", "layer1", "layer2", "layer3", "linear"]
+    factored, dtypes = plan_storage(model, taps, torch.rand(1, 3, 32, 32), torch.float32)
+    assert factored == ["conv1"] and dtypes["conv1"] == torch.float32  # 3,073 instead of 16,384
+
+
 def test_extracted_factors_give_the_plain_cosines() -> None:
     torch.manual_seed(0)
     model = MnistCNN().eval()

@@ -26,6 +26,7 @@ TAPS = {
     "conv2d circular padding": (lambda: nn.Conv2d(1, 8, 3, padding=1, padding_mode="circular"), (1, 6, 6)),
     "conv1d same": (lambda: nn.Conv1d(2, 9, 5, padding="same"), (2, 11)),
     "linear": (lambda: nn.Linear(6, 30), (6,)),
+    "linear on tokens": (lambda: nn.Linear(4, 30), (5, 4)),  # (B, 5, 4) -> (B, 5, 30)
 }
 
 

@@ -152,8 +152,8 @@ def affine_factors(module: nn.Module, inputs: torch.Tensor, outputs: torch.Tenso
         (transposed,) = torch.autograd.grad(linear, leaf, grad_outputs=h)
     if module.bias is None:
         bias_dot = h.new_zeros(len(h))
-    elif isinstance(module, nn.Linear):
-        bias_dot = h @ module.bias.detach()
+    elif isinstance(module, nn.Linear):  # bias on the last axis, whatever leading axes the input has
+        bias_dot = (h * module.bias.detach()).flatten(1).sum(1)
     else:
         bias_dot = (h.flatten(2).sum(2) * module.bias.detach()).sum(1)
     left = torch.cat([y.flatten(1), y.new_ones(len(y), 1)], 1)
