@@ -20,18 +20,8 @@ import torch
 
 from explainlab.data.mnist import MNISTDataModule
 from explainlab.methods.library import FactoredHAPs, HebbianSums, associate_libraries, build_libraries
-from explainlab.models.mnist_nets import MnistCNN
-from explainlab.models.pixel_space import PixelSpaceModel
+from explainlab.models import build_model
 from explainlab.runner.features import extract
-
-
-def load_model(checkpoint: str | None) -> MnistCNN:
-    net = MnistCNN()
-    if checkpoint:  # an explainlab cache entry ({'state_dict': ...}, keys under 'net.') or a bare state dict
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if not k.startswith("normalize.")})
-    return net.eval()
 
 
 def mnist_patterns(
@@ -39,7 +29,8 @@ def mnist_patterns(
 ) -> tuple[torch.Tensor, FactoredHAPs, torch.Tensor, str]:
     """(plain (N, D), factored, DNN answers (N,), description) of the first n MNIST training images."""
     data = MNISTDataModule(root=data_dir, download=False, limit_train=n, val_size=0, eval_batch_size=1000)
-    model = PixelSpaceModel(load_model(checkpoint), [0.1307], [0.3081]).eval()  # as conf/model/mnist_cnn
+    # as conf/model/mnist_cnn; the checkpoint may be an explainlab cache entry or any weights file
+    model = build_model("mnist_cnn", mean=[0.1307], std=[0.3081], checkpoint=checkpoint).eval()
     plain = extract(model, data.loader("train"), [layer])
     factored = FactoredHAPs(extract(model, data.loader("train"), [layer], factored=[layer])[layer])
     what = f"MNIST CNN {layer}, {n} x {plain[layer].shape[1]} (factored: {factored.dim})"

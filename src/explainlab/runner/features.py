@@ -25,6 +25,10 @@ from explainlab.models.layers import ActivationRecorder, resolve_layers
 from explainlab.results.io import atomic_path
 
 
+def _dtype_per_layer(dtype: torch.dtype | Mapping[str, torch.dtype], layers: Sequence[str]) -> dict[str, torch.dtype]:
+    return dict(dtype) if isinstance(dtype, Mapping) else dict.fromkeys(layers, dtype)
+
+
 class _Enough(Exception):
     """Raised inside a hook to stop a forward pass once every requested layer has fired."""
 
@@ -52,7 +56,7 @@ def extract(
     """
     model.eval().to(device)
     modules = resolve_layers(model, layers, key="method.layers")
-    dtypes = dict(dtype) if isinstance(dtype, Mapping) else dict.fromkeys(layers, dtype)
+    dtypes = _dtype_per_layer(dtype, layers)
     factors: dict[str, torch.Tensor] = {}
 
     def factor(name: str):
@@ -182,7 +186,7 @@ def cached_split_features(
     spec: identifies weights and data (e.g. {'model': fingerprint, 'data': ..., 'split': 'train'}).
     """
     wanted = [*layers, "logits", "labels"]
-    dtypes = dict(dtype) if isinstance(dtype, Mapping) else dict.fromkeys(layers, dtype)
+    dtypes = _dtype_per_layer(dtype, layers)
 
     def entry_spec(name: str) -> dict[str, Any]:
         if name not in layers:

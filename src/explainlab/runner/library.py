@@ -206,7 +206,6 @@ class LibraryStudy:
                     progress=self.progress,
                     hebbian=sums,
                 )
-                sums.links, sums.dnn_pred = sums.links.cpu(), sums.dnn_pred.cpu()
                 built = indices, sums
             indices, sums = workers.from_main(built)
             fitted = associate_libraries(

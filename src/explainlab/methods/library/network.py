@@ -165,7 +165,7 @@ class HebbianSums:
         self._pending_from.append(torch.full((len(rejected),), self._links.size, dtype=torch.long))
 
     def _finish(self) -> None:
-        self.links = self._links.rows.T.contiguous()
+        self.links = self._links.rows.T.cpu()  # small (n_classes, U); on the CPU, ready to broadcast
         self.pending = torch.cat(self._pending) if self._pending else torch.zeros(0, dtype=torch.long)
         self.pending_from = torch.cat(self._pending_from) if self._pending else torch.zeros(0, dtype=torch.long)
         del self._links, self._node_answers, self._pending, self._pending_from

@@ -16,12 +16,18 @@ unit vectors.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 AFFINE_TAPS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_INPUT_GRAD = {
+    nn.Conv1d: torch.nn.grad.conv1d_input,
+    nn.Conv2d: torch.nn.grad.conv2d_input,
+    nn.Conv3d: torch.nn.grad.conv3d_input,
+}
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ Patterns = torch.Tensor | FactoredHAPs
 
 def pattern_dim(haps: Patterns) -> int:
     """Width of the unit rows `unit_rows` returns for these patterns."""
-    return haps.dim if isinstance(haps, FactoredHAPs) else int(torch.tensor(haps.shape[1:]).prod())
+    return haps.dim if isinstance(haps, FactoredHAPs) else math.prod(haps.shape[1:])
 
 
 def compute_dtype(haps: Patterns) -> torch.dtype:
@@ -143,13 +149,16 @@ def affine_factors(module: nn.Module, inputs: torch.Tensor, outputs: torch.Tenso
     y = inputs.detach()
     h = outputs.detach()
     weight = module.weight.detach()
-    with torch.enable_grad():
-        leaf = y.clone().requires_grad_(True)
-        if isinstance(module, nn.Linear):
-            linear = nn.functional.linear(leaf, weight)
-        else:
-            linear = module._conv_forward(leaf, weight, None)
-        (transposed,) = torch.autograd.grad(linear, leaf, grad_outputs=h)
+    if isinstance(module, nn.Linear):
+        transposed = h @ weight
+    elif module.padding_mode == "zeros" and not isinstance(module.padding, str):
+        # the convolution's input gradient: one transposed convolution, no second forward pass
+        input_grad = next(grad for cls, grad in _CONV_INPUT_GRAD.items() if isinstance(module, cls))
+        transposed = input_grad(y.shape, weight, h, module.stride, module.padding, module.dilation, module.groups)
+    else:  # 'same' padding or non-zero padding modes: let autograd transpose the module's forward
+        with torch.enable_grad():
+            leaf = y.clone().requires_grad_(True)
+            (transposed,) = torch.autograd.grad(module._conv_forward(leaf, weight, None), leaf, grad_outputs=h)
     if module.bias is None:
         bias_dot = h.new_zeros(len(h))
     elif isinstance(module, nn.Linear):  # bias on the last axis, whatever leading axes the input has
