@@ -29,7 +29,7 @@ def mnist_patterns(
 ) -> tuple[torch.Tensor, FactoredHAPs, torch.Tensor, str]:
     """(plain (N, D), factored, DNN answers (N,), description) of the first n MNIST training images."""
     data = MNISTDataModule(root=data_dir, download=False, limit_train=n, val_size=0, eval_batch_size=1000)
-    # as conf/model/mnist_cnn; the checkpoint may be an explainlab cache entry or any weights file
+    # as explainlab/conf/model/mnist_cnn; the checkpoint may be an explainlab cache entry or any weights file
     model = build_model("mnist_cnn", mean=[0.1307], std=[0.3081], checkpoint=checkpoint).eval()
     plain = extract(model, data.loader("train"), [layer])
     factored = FactoredHAPs(extract(model, data.loader("train"), [layer], factored=[layer])[layer])

@@ -24,9 +24,9 @@ from omegaconf import DictConfig, read_write
 
 from explainlab.errors import ExplainlabError
 
-# conf/ lives at the top of the repository (the package is installed editable, as in the README);
-# EXPLAINLAB_CONF points elsewhere, e.g. for a copied configuration tree.
-CONF_DIR = os.environ.get("EXPLAINLAB_CONF") or str(Path(__file__).resolve().parents[2] / "conf")
+# The config groups ship inside the package (src/explainlab/conf/, package data), so a wheel runs
+# as well as an editable install; EXPLAINLAB_CONF points elsewhere, e.g. for a copied tree.
+CONF_DIR = os.environ.get("EXPLAINLAB_CONF") or str(Path(__file__).resolve().parent / "conf")
 
 log = logging.getLogger("explainlab")
 
