@@ -37,6 +37,7 @@ def test_multirun_with_ddp_workers_keeps_one_folder_per_job(tmp_path: Path) -> N
     assert seeds == [0, 1]
     for job in jobs:
         assert json.loads((sweep / job / "metrics.json").read_text())["test/acc"] >= 0
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "completed"
     # No stray run folders from worker processes starting their own runs.
     assert not (tmp_path / "outputs" / "train" / "runs").exists()
 

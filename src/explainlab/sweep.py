@@ -60,6 +60,10 @@ class SweepCallback(Callback):
         self._sweep_dir = Path(sweep_dir).resolve()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        if getattr(rank_zero_only, "rank", 0) != 0:  # a DDP worker re-running the job: rank 0 reports it
+            return
         output_dir = Path(config.hydra.runtime.output_dir)
         failed = job_return.status == JobStatus.FAILED
         status: dict[str, Any] = {"status": "failed" if failed else "completed"}
