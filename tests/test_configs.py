@@ -55,11 +55,24 @@ def test_unknown_group_option_lists_choices(compose) -> None:
         compose(["dataset=imagenet"])
 
 
-def test_unknown_key_is_refused(compose) -> None:
-    from hydra.errors import ConfigCompositionException
+@pytest.mark.parametrize("override", ["recipe.epoch=3", "+recipe.epoch=3", "++recipe.epoch=3"])
+def test_unknown_key_is_refused_with_the_nearest_known_key(compose, override: str) -> None:
+    """Hydra's own hint for a typo is "use +recipe.epoch=3", which it then accepts silently."""
+    from explainlab.config import UnknownKeyError
 
-    with pytest.raises(ConfigCompositionException, match="epochz"):
-        compose(["recipe.epochz=3"])
+    with pytest.raises(UnknownKeyError, match=r"unknown key recipe\.epoch: .*nearest known key is recipe\.epochs"):
+        compose([override])
+
+
+def test_added_key_is_accepted_where_the_built_object_takes_it(compose) -> None:
+    from explainlab.config import UnknownKeyError, check_override_keys
+
+    assert compose(["+trainer.profiler=simple"]).trainer.profiler == "simple"  # a lightning Trainer argument
+    with pytest.raises(UnknownKeyError, match="nearest known key is trainer.profiler"):
+        check_override_keys(["+trainer.profilr=simple"])
+    with pytest.raises(UnknownKeyError, match="method.threshhold.*nearest known key is method.threshold"):
+        check_override_keys(["method=library", "method.threshhold=0.5,0.6"])
+    check_override_keys(["model=resnet20,small_cnn", "dataset=cifar10", "hydra.sweep.dir=x", "seed=0,1"])
 
 
 def test_submitit_launchers_compose(compose) -> None:

@@ -34,16 +34,31 @@ _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE
 
 
 def quiet_library_logs() -> None:
-    """Route Lightning's messages through Hydra's handlers once (not twice), drop known noise."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()
+    """Route Lightning's messages through Hydra's handlers once (not twice), drop known noise.
+
+    `import lightning` gives its logger a console handler of its own ("INFO: ..."), and the
+    subpackages stop propagation when no root handler exists yet; with Hydra's handlers on the
+    root logger every line would print twice.
+    """
+    import lightning  # noqa: F401  (adds the handlers removed here)
+
+    if logging.getLogger().handlers:  # Hydra's (a notebook without logging set up keeps Lightning's own)
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            logger.handlers.clear()
+            logger.propagate = True
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run the task selected by `cfg.method` on a composed config (also usable from notebooks)."""
+    """Run the task selected by `cfg.method` on a composed config (also usable from notebooks).
+
+    Each call is one dashboard run: a wandb run opened by the task is finished when it returns.
+    """
+    from explainlab.results.dashboards import finish_dashboards
+
     quiet_library_logs()
     try:
         task = instantiate(cfg.method)
@@ -51,7 +66,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(err.__cause__, ExplainlabError):  # show the config error, not Hydra's wrapper
             raise err.__cause__ from None
         raise
-    return task(cfg)
+    failed = True
+    try:
+        metrics = task(cfg)
+        failed = False
+        return metrics
+    finally:
+        finish_dashboards(failed=failed)
 
 
 def pin_ddp_children_to_this_job() -> None:
@@ -71,8 +92,27 @@ def pin_ddp_children_to_this_job() -> None:
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 
 
+def main() -> None:
+    """`explainlab [-m] [overrides]`: refuse keys no config defines (naming the nearest known key,
+    `+key=value` included), then hand the command line to Hydra."""
+    from hydra._internal.utils import get_args_parser
+
+    from explainlab.config import check_override_keys
+
+    args, _ = get_args_parser().parse_known_args()
+    if not (args.shell_completion or args.config_path or args.config_dir or args.config_name):
+        try:
+            check_override_keys(args.overrides)
+        except ExplainlabError as err:
+            print(f"explainlab: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except Exception:  # malformed overrides, unknown options: Hydra reports those itself below
+            pass
+    hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     pin_ddp_children_to_this_job()
     ddp_environment = {name: os.environ.get(name) for name in _DDP_ENV}
     try:
@@ -86,6 +126,8 @@ def main(cfg: DictConfig) -> float | None:
         if not isinstance(cause, ExplainlabError):
             raise
         log.error("%s", cause)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise cause from None  # only this job fails: Hydra runs the others, then reports it
         print(f"explainlab: error: {cause}", file=sys.stderr)
         sys.exit(2)
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,14 +12,26 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def training_curves(epochs: pd.DataFrame) -> plt.Figure:
-    """Loss and accuracy per epoch for train and val (columns like 'train/loss', 'val/acc')."""
+def line_label(key: object, columns: Sequence[str]) -> str:
+    """Legend text of one line of a `groupby(columns)`: the first value bare, the others as column=value."""
+    values = key if isinstance(key, tuple) else (key,)
+    parts = [str(values[0])] + [f"{c}={v}" for c, v in zip(columns[1:], values[1:], strict=True)]
+    return ", ".join(parts)
+
+
+def training_curves(epochs: pd.DataFrame, by: Sequence[str] = ()) -> plt.Figure:
+    """Loss and accuracy per epoch for train and val (columns like 'train/loss', 'val/acc'); with `by`
+    (e.g. the jobs or varying overrides of a collected sweep) one pair of lines per value."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    groups = epochs.groupby(list(by), sort=False, dropna=False) if by else [((), epochs)]
     for ax, metric in zip(axes, ("loss", "acc"), strict=True):
-        for stage in ("train", "val"):
-            col = f"{stage}/{metric}"
-            if col in epochs:
-                ax.plot(epochs["epoch"] + 1, epochs[col], marker="o", ms=3, label=stage)
+        for key, rows in groups:
+            tag = ", ".join(f"{c}={v}" for c, v in zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+            for stage in ("train", "val"):
+                col = f"{stage}/{metric}"
+                if col in rows:
+                    label = f"{stage}, {tag}" if tag else stage
+                    ax.plot(rows["epoch"] + 1, rows[col], marker="o", ms=3, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy" if metric == "acc" else "cross-entropy")
         ax.grid(alpha=0.3)

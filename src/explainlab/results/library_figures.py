@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,33 +12,36 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from explainlab.results.figures import line_label  # noqa: E402
 
-def _per_layer_lines(ax: plt.Axes, table: pd.DataFrame, column: str) -> None:
-    for layer, rows in table.groupby("layer", sort=False):
+
+def _per_layer_lines(ax: plt.Axes, table: pd.DataFrame, column: str, by: Sequence[str] = ()) -> None:
+    for key, rows in table.groupby(["layer", *by], sort=False, dropna=False):
         rows = rows.sort_values("threshold")
-        ax.plot(rows["threshold"], rows[column], marker="o", ms=3, label=layer)
+        ax.plot(rows["threshold"], rows[column], marker="o", ms=3, label=line_label(key, ["layer", *by]))
     ax.set_xlabel("threshold θ")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
 
-def sizes(table: pd.DataFrame) -> plt.Figure:
-    """Library size vs θ per layer (Fig. 2A / 4A)."""
+def sizes(table: pd.DataFrame, by: Sequence[str] = ()) -> plt.Figure:
+    """Library size vs θ per layer (Fig. 2A / 4A); one line per layer and value of each column in `by`."""
     fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    _per_layer_lines(ax, table, "size")
+    _per_layer_lines(ax, table, "size", by)
     ax.set_yscale("log")
     ax.set_ylabel("library size (nodes)")
     fig.tight_layout()
     return fig
 
 
-def agreement(table: pd.DataFrame) -> plt.Figure:
-    """Top-1 and top-3 agreement with the DNN's answers vs θ per layer (Figs. 2B/C, 4B/C)."""
+def agreement(table: pd.DataFrame, by: Sequence[str] = ()) -> plt.Figure:
+    """Top-1 and top-3 agreement with the DNN's answers vs θ per layer (Figs. 2B/C, 4B/C); one line per
+    layer and value of each column in `by` (e.g. the overrides of a collected sweep)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     for ax, column, title in zip(
         axes, ("top1_agreement", "top3_agreement"), ("best answer", "three best answers"), strict=True
     ):
-        _per_layer_lines(ax, table, column)
+        _per_layer_lines(ax, table, column, by)
         ax.set_title(title)
     axes[0].set_ylabel("fraction agreeing with the DNN")
     fig.tight_layout()
@@ -80,12 +85,13 @@ def cpl_histograms(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def auroc(table: pd.DataFrame) -> plt.Figure:
-    """AUROC of CPL-based detection vs eps, one line per threshold set (Fig. 5B/C)."""
+def auroc(table: pd.DataFrame, by: Sequence[str] = ()) -> plt.Figure:
+    """AUROC of CPL-based detection vs eps, one line per threshold set (Fig. 5B/C) and value of each
+    column in `by`; the dashed line is chance (0.5)."""
     fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    for name, rows in table.groupby("threshold_set", sort=False):
+    for key, rows in table.groupby(["threshold_set", *by], sort=False, dropna=False):
         rows = rows.sort_values("eps")
-        ax.plot(rows["eps"], rows["auroc"], marker="o", ms=3, label=name)
+        ax.plot(rows["eps"], rows["auroc"], marker="o", ms=3, label=line_label(key, ["threshold_set", *by]))
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("PGD eps (pixels in [0, 1])")
     ax.set_ylabel("AUROC (low CPL = adversarial)")

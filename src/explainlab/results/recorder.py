@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from explainlab.results.dashboards import publish_headline
 from explainlab.results.io import atomic_write_json, atomic_write_text, atomic_write_with
 
 
@@ -82,17 +84,35 @@ class RunRecorder:
         return lines
 
     def summary(self, title: str, headline: dict[str, Any], console: Console | None = None) -> str:
-        """Print a one-screen summary (headline metrics, run directory, files written); return its text."""
+        """End-of-run summary: headline numbers, run directory, files written. Returns its plain text.
+
+        On a terminal it is a table; otherwise (a pipe, a file, a batch job) plain `key: value` lines
+        that never wrap a path. The plain text also goes into the run's log file, and the numbers of
+        metrics.json into the dashboards (wandb summary, TensorBoard HPARAMS).
+        """
+        rows = [(key, f"{value:.4f}" if isinstance(value, float) else str(value)) for key, value in headline.items()]
+        rows.append(("run directory", str(self.output_dir)))
+        rows += [("wrote", line) for line in self._written_lines()]
+        text = "\n".join([title, *(f"{key}: {value}" for key, value in rows)])
         console = console or Console()
-        table = Table(title=title, show_header=False, title_justify="left")
-        table.add_column("key", style="bold")
-        table.add_column("value", overflow="fold")
-        for key, value in headline.items():
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-        table.add_row("run directory", str(self.output_dir))
-        for line in self._written_lines():
-            table.add_row("wrote", line)
-        console.print(table)
-        with console.capture() as captured:
+        if console.is_terminal:
+            table = Table(title=title, show_header=False, title_justify="left")
+            table.add_column("key", style="bold")
+            table.add_column("value", overflow="fold")
+            for key, value in rows:
+                table.add_row(key, value)
             console.print(table)
-        return captured.get()
+        else:
+            console.file.write(text + "\n")
+            console.file.flush()
+        _write_to_log_files(text)
+        publish_headline(self.loggers, self.metrics)
+        return text
+
+
+def _write_to_log_files(text: str) -> None:
+    """Append `text` to the log files of the root logger (Hydra's `<task>.log`), not to the console."""
+    record = logging.LogRecord("explainlab", logging.INFO, __file__, 0, "summary\n%s", (text,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

@@ -9,12 +9,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from explainlab.data.base import ImageDataModule
 from explainlab.errors import ConfigValueError, check_int
 from explainlab.models.pixel_space import PixelSpaceModel
+from explainlab.results.dashboards import open_loggers
 from explainlab.results.recorder import RunRecorder
 
 # Keys that decide trained weights; anything else (paths, workers, taps, logging) does not.
@@ -65,13 +65,9 @@ class RunContext:
 
     @cached_property
     def loggers(self) -> list[Any]:
-        """The configured logger plus a CSV logger (the run's epoch table is read from it)."""
-        loggers = []
-        if self.cfg.get("logger"):
-            loggers.append(instantiate(self.cfg.logger))
-        if not any(isinstance(lg, CSVLogger) for lg in loggers):
-            loggers.append(CSVLogger(save_dir=str(self.output_dir), name="csv", version=""))
-        return loggers
+        """The configured logger plus a CSV logger (the run's epoch table is read from it); one
+        dashboard run per job, the config logged as hyper-parameters (results.dashboards)."""
+        return open_loggers(self.cfg, self.output_dir)
 
     @cached_property
     def recorder(self) -> RunRecorder:

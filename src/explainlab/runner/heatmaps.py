@@ -229,7 +229,12 @@ class HeatmapStudy:
         rec.log_metrics(metrics | {"skipped": skipped})
         best = final.sort_values("score", ascending=False).head(3)
         headline: dict[str, Any] = {"models": ", ".join(names), "methods": ", ".join(self.methods), "images": len(x)}
-        headline |= {f"AOPC {r.model} {r.method}": r.score for r in best.itertuples()}
+        # AOPC is read against the random order's (the same perturbation, patches in random order).
+        random_order = last[last["order"] == "random"].set_index(["model", "method"])["score"]
+        for r in best.itertuples():
+            baseline = random_order.get((r.model, r.method))
+            reference = f"random order {baseline:.4f}" if baseline is not None else "no random order in aopc_orders"
+            headline[f"AOPC {r.model} {r.method}"] = f"{r.score:.4f} ({reference})"
         if skipped:
             headline["skipped"] = ", ".join(s["model"] for s in skipped)
         headline["time"] = f"{metrics['seconds']:.1f} s"

@@ -280,10 +280,17 @@ class LibraryStudy:
         for row in predictions.itertuples():
             metrics[f"library/{row.layer}/{row.threshold:g}/top1_agreement"] = row.top1_agreement
         if auroc is not None and len(auroc):
-            top_eps = auroc.eps.max()
-            for row in auroc[auroc.eps == top_eps].itertuples():
+            for row in auroc.itertuples():
                 metrics[f"auroc/{row.threshold_set}/eps={row.eps:g}"] = row.auroc
-                headline[f"AUROC {row.threshold_set} (eps={row.eps:g})"] = row.auroc
+            # Read against chance (0.5) and against the other θ-sets: the best set per eps, and overall.
+            for eps, rows in auroc.groupby("eps"):
+                best = rows.loc[rows.auroc.idxmax()]
+                headline[f"AUROC eps={eps:g}, best of {len(rows)} θ-sets"] = (
+                    f"{best.auroc:.3f} ({best.threshold_set}; worst {rows.auroc.min():.3f}; chance 0.5)"
+                )
+            top = auroc.loc[auroc.auroc.idxmax()]
+            metrics |= {"auroc/best": top.auroc, "auroc/best_eps": top.eps}
+            metrics["auroc/best_threshold_set"] = top.threshold_set
         log_to_dashboards(ctx, {k: v for k, v in metrics.items() if isinstance(v, float)})
         rec.log_metrics(metrics)
         headline["time"] = f"{metrics['seconds']:.1f} s"
