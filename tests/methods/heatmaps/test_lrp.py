@@ -114,7 +114,8 @@ def test_torchvision_relevance_goes_to_the_inner_input() -> None:
 
 
 class FunctionalPools(nn.Module):
-    """conv -> relu -> F.avg_pool2d -> conv -> relu -> F.max_pool2d -> conv -> spatial mean -> linear."""
+    """conv -> relu -> F.avg_pool2d -> conv -> relu -> F.max_pool2d -> conv -> spatial mean -> linear
+    (for 8 x 8 inputs: the average pool's kernel, 2, is computed from the input's shape)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,7 +125,7 @@ class FunctionalPools(nn.Module):
         self.fc = nn.Linear(8, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.avg_pool2d(F.relu(self.conv1(x)), 2)
+        h = F.avg_pool2d(F.relu(self.conv1(x)), x.shape[-1] // 4)  # a size read off a shape (akamaster's style)
         h = F.max_pool2d(F.relu(self.conv2(h)), kernel_size=2, stride=2)
         return self.fc(F.relu(self.conv3(h)).mean((2, 3)))
 

@@ -134,6 +134,10 @@ def trace(model: nn.Module) -> torch.fx.GraphModule:
         raise ValueError(f"{type(model).__name__} cannot be traced for attribution: {err}") from err
 
 
+class _Shape(tuple):
+    """The shape of a tensor-valued node (a torch.Size value, e.g. of `x.shape`, stays a torch.Size)."""
+
+
 class _Recorder(torch.fx.Interpreter):
     """Runs the graph once and keeps, per node, the shape of a tensor result or the value of any other
     result (sizes, kernel sizes computed from shapes)."""
@@ -144,12 +148,12 @@ class _Recorder(torch.fx.Interpreter):
 
     def run_node(self, n: torch.fx.Node) -> Any:
         result = super().run_node(n)
-        self.values[n] = result.shape if isinstance(result, torch.Tensor) else result
+        self.values[n] = _Shape(result.shape) if isinstance(result, torch.Tensor) else result
         return result
 
 
 def _is_tensor(values: dict[torch.fx.Node, Any], arg: Any) -> bool:
-    return isinstance(arg, torch.fx.Node) and isinstance(values.get(arg), torch.Size)
+    return isinstance(arg, torch.fx.Node) and isinstance(values.get(arg), _Shape)
 
 
 def _is_residual_add(node: torch.fx.Node, values: dict[torch.fx.Node, Any]) -> bool:
@@ -192,7 +196,7 @@ def _spatial_mean(node: torch.fx.Node, values: dict[torch.fx.Node, Any]) -> tupl
 
 
 def _covered(node: torch.fx.Node, traced: torch.fx.GraphModule, values: dict[torch.fx.Node, Any]) -> bool:
-    if node.op in ("placeholder", "output", "get_attr") or not isinstance(values.get(node), torch.Size):
+    if node.op in ("placeholder", "output", "get_attr") or not isinstance(values.get(node), _Shape):
         return True  # not on the path of relevance (sizes, flags, constants)
     if node.op == "call_module":
         return isinstance(traced.get_submodule(node.target), _COVERED_MODULES)
@@ -234,7 +238,7 @@ def canonical_copy(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphMod
         if _is_residual_add(node, values):
             with traced.graph.inserting_after(node):
                 stacked = traced.graph.call_function(torch.stack, (list(node.args),), {"dim": -1})
-            values[stacked] = torch.Size([*values[node], 2])
+            values[stacked] = _Shape([*values[node], 2])
             shape = values[node]
             new = _replace_with_module(traced, node, f"lrp_sum_{i}", Sum(), stacked, after=stacked)
         elif node.op == "call_function" and node.target in _POOLS:
@@ -243,7 +247,7 @@ def canonical_copy(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphMod
         elif (mean := _spatial_mean(node, values)) is not None:
             (pool, keepdim), source, shape = mean, node.args[0], values[node]
             new = _replace_with_module(traced, node, f"lrp_mean_{i}", pool, source)
-            values[new] = torch.Size([*values[source][:2], *[1] * (len(values[source]) - 2)])
+            values[new] = _Shape([*values[source][:2], *[1] * (len(values[source]) - 2)])
             if not keepdim:  # (N, C, 1, ...) -> (N, C)
                 with traced.graph.inserting_after(new):
                     flat = traced.graph.call_function(torch.flatten, (new, 1))
