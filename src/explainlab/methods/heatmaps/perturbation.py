@@ -15,6 +15,8 @@ where the regions lie is left open. Two readings (`regions`):
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
@@ -170,7 +172,7 @@ def insertion_deletion(
     if heatmaps.shape != (n, h, w):
         raise ValueError(f"heat maps must be (N, H, W) = {(n, h, w)}, got {tuple(heatmaps.shape)}")
     if substrate == "blur":
-        size = 2 * int(torch.tensor(2 * blur_sigma).ceil()) + 1
+        size = 2 * math.ceil(2 * blur_sigma) + 1
         base = TF.gaussian_blur(images, [size, size], [blur_sigma, blur_sigma])
     else:
         base = _fill(images, {"black": "black", "mean": "mean", "uniform": "uniform"}[substrate],
@@ -178,7 +180,7 @@ def insertion_deletion(
     order = heatmaps.flatten(1).argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
-    rank = rank.view(n, 1, h, w)
+    rank = rank.view(n, 1, h, w).to(images.device)
     start, end = (images, base) if mode == "deletion" else (base, images)
     model.eval()
     curve = []
