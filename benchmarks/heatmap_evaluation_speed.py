@@ -76,7 +76,9 @@ def rows(quantus: object, name: str, batch: int, device: str) -> None:
                    channel_first=True)  # fmt: skip
 
     theirs = synced_seconds(quantus_mprt, device)
-    print(f"| model-parameter randomisation, all {name} layers, Spearman + SSIM | {device} | {ours:.1f} | {theirs:.1f} |")
+    print(
+        f"| model-parameter randomisation, all {name} layers, Spearman + SSIM | {device} | {ours:.1f} | {theirs:.1f} |"
+    )
     heat = maps(model, x, target)["gradient"]
     ours = synced_seconds(lambda: perturbation_curve(model, x, heat, target, steps=16, patch=4, fill="black"), device)
 

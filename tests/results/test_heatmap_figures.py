@@ -19,7 +19,9 @@ def test_figures_draw_method_outputs() -> None:
     figures = [heatmap_figures.draw_dendrogram(tree, list("abcde"), "gradcam, image 0", cophenetic=coph)]
     figures.append(heatmap_figures.sparsity(sparsity_table({"a": {"g": torch.rand(3, 8, 8)},
                                                             "b": {"g": torch.rand(3, 8, 8)}})))  # fmt: skip
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 24 * 24, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(3 * 24 * 24, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3)
+    )
     x = torch.rand(2, 3, 24, 24)
 
     def maps(m: torch.nn.Module, images: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -111,7 +111,11 @@ def test_insertion_and_deletion_equal_their_definition(mode: str) -> None:
     substrate = "black" if mode == "deletion" else "mean"
     scores, auc = insertion_deletion(model, images, heat, target, mode=mode, steps=5, substrate=substrate)
     for i in range(2):
-        base = torch.zeros_like(images[i]) if mode == "deletion" else images[i].mean((1, 2), keepdim=True).expand_as(images[i])
+        base = (
+            torch.zeros_like(images[i])
+            if mode == "deletion"
+            else images[i].mean((1, 2), keepdim=True).expand_as(images[i])
+        )
         expected = _curve_by_loop(model, images[i], heat[i], int(target[i]), 5, base, mode)
         assert scores[i].tolist() == pytest.approx(expected, abs=1e-12)
         assert auc[i].item() == pytest.approx(float(np.trapezoid(expected, dx=1 / 5)), abs=1e-12)

@@ -30,9 +30,12 @@ def _net() -> nn.Module:
 def _changed(model: nn.Module, other: nn.Module) -> list[str]:
     """Names of the modules whose own parameters differ."""
     before = dict(model.named_modules())
-    return [name for name, m in other.named_modules()
-            if any(not torch.equal(p, q) for p, q in zip(m.parameters(recurse=False),
-                                                          before[name].parameters(recurse=False), strict=True))]  # fmt: skip
+    changed = []
+    for name, m in other.named_modules():
+        pairs = zip(m.parameters(recurse=False), before[name].parameters(recurse=False), strict=True)
+        if any(not torch.equal(p, q) for p, q in pairs):
+            changed.append(name)
+    return changed
 
 
 def test_cascading_and_independent_randomisation_from_the_top_one_copy() -> None:
@@ -90,7 +93,9 @@ def test_model_randomisation_table() -> None:
     last = table[(table["step"] == 3) & (table["method"] == "gradient")]
     assert (last["value"] < 0.9).all()  # every layer random: the gradient map changes
     same = data_randomisation(model, model, x, target, _gradient_maps, measures=("spearman_abs",))
-    assert list(same.columns) == ["method", "image", "measure", "value"] and same["value"].to_numpy() == pytest.approx(1.0)
+    assert list(same.columns) == ["method", "image", "measure", "value"] and same["value"].to_numpy() == pytest.approx(
+        1.0
+    )
 
 
 def test_permuted_labels_keep_the_label_counts() -> None:

@@ -28,11 +28,16 @@ def test_ssim_matrix_refuses_bad_shapes() -> None:
         ssim_matrix(torch.rand(3, 1, 16, 16))
 
 
-@pytest.mark.parametrize(("sigma", "window", "gaussian"), [(1.5, None, True), (0.8, None, True), (2.5, None, True),
-                                                  (1.5, 7, False), (1.5, 5, False)])
+@pytest.mark.parametrize(
+    ("sigma", "window", "gaussian"),
+    [(1.5, None, True), (0.8, None, True), (2.5, None, True), (1.5, 7, False), (1.5, 5, False)],
+)
 def test_ssim_window_and_sigma_are_settable(sigma: float, window: int | None, gaussian: bool) -> None:
     g = torch.Generator().manual_seed(2)
-    a, b = torch.rand(3, 24, 24, generator=g, dtype=torch.float64), torch.rand(3, 24, 24, generator=g, dtype=torch.float64)
+    a, b = (
+        torch.rand(3, 24, 24, generator=g, dtype=torch.float64),
+        torch.rand(3, 24, 24, generator=g, dtype=torch.float64),
+    )
     b[0] = a[0] * 0.8 + 0.1
     got = ssim_pairs(a, b, sigma=sigma, kernel_size=window, gaussian=gaussian)
     for p in range(3):
@@ -41,8 +46,8 @@ def test_ssim_window_and_sigma_are_settable(sigma: float, window: int | None, ga
         expected = structural_similarity(a[p].numpy(), b[p].numpy(), use_sample_covariance=False, data_range=1.0,
                                          **options)  # fmt: skip
         assert got[p].item() == pytest.approx(expected, abs=1e-9)
-    assert torch.allclose(ssim_matrix(torch.stack([a[0], b[0]]), sigma=sigma, kernel_size=window, gaussian=gaussian)[0, 1],
-                          got[0])  # fmt: skip
+    matrix = ssim_matrix(torch.stack([a[0], b[0]]), sigma=sigma, kernel_size=window, gaussian=gaussian)
+    assert torch.allclose(matrix[0, 1], got[0])
 
 
 def test_bad_windows_are_refused() -> None:

@@ -38,7 +38,10 @@ def test_planted_maps() -> None:
 
 
 def test_sparsity_table_is_tidy() -> None:
-    maps = {"a": {"gradcam": torch.rand(2, 8, 8)}, "b": {"gradcam": torch.rand(2, 8, 8), "gradient": torch.rand(2, 8, 8)}}
+    maps = {
+        "a": {"gradcam": torch.rand(2, 8, 8)},
+        "b": {"gradcam": torch.rand(2, 8, 8), "gradient": torch.rand(2, 8, 8)},
+    }
     table = sparsity_table(maps)
     assert list(table.columns) == ["model", "method", "image", "gini", "area_above_half_max"]
     assert len(table) == 6 and set(table["image"]) == {0, 1}

@@ -60,9 +60,7 @@ def cluster_ssim(similarity: torch.Tensor, *, method: str = "average") -> tuple[
     return tree, float(cophenet(tree, condensed)[0])
 
 
-def cluster(
-    linkage_name: str, similarity: torch.Tensor, maps: torch.Tensor | None = None
-) -> tuple[np.ndarray, float]:
+def cluster(linkage_name: str, similarity: torch.Tensor, maps: torch.Tensor | None = None) -> tuple[np.ndarray, float]:
     """The tree and cophenetic correlation of one of LINKAGES: similarity (M, M); maps (M, H, W) for
     'ward_maps'."""
     check_choice("linkage", linkage_name, LINKAGES)

@@ -251,7 +251,7 @@ def canonical_copy(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphMod
             if not keepdim:  # (N, C, 1, ...) -> (N, C)
                 with traced.graph.inserting_after(new):
                     flat = traced.graph.call_function(torch.flatten, (new, 1))
-                new.replace_all_uses_with(flat, delete_user_cb=lambda user: user is not flat)
+                new.replace_all_uses_with(flat, delete_user_cb=lambda user, flat=flat: user is not flat)
                 values[flat] = shape
             continue
         else:

@@ -32,7 +32,9 @@ def _quantus() -> Any:
     try:
         import quantus
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ExplainlabError("Quantus is not installed: pip install 'quantus==0.6.0' (or explainlab[quantus])") from err
+        raise ExplainlabError(
+            "Quantus is not installed: pip install 'quantus==0.6.0' (or explainlab[quantus])"
+        ) from err
     return quantus
 
 

@@ -129,7 +129,9 @@ def _unit_range(maps: torch.Tensor) -> torch.Tensor:
     return ((flat - low) / (high - low).clamp_min(1e-12)).view(maps.shape)
 
 
-def hog_similarity(a: torch.Tensor, b: torch.Tensor, *, pixels_per_cell: int = 8, orientations: int = 9) -> torch.Tensor:
+def hog_similarity(
+    a: torch.Tensor, b: torch.Tensor, *, pixels_per_cell: int = 8, orientations: int = 9
+) -> torch.Tensor:
     """Pearson correlation of the HOG descriptors (scikit-image, 3 x 3-cell blocks, L2-Hys) of each pair
     of 2-D maps (P, H, W), each min-max scaled to [0, 1] first: (P,) float64."""
 
