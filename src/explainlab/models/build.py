@@ -35,6 +35,7 @@ TORCHVISION_MODELS = (
     "resnet101",
     "resnet152",
     "densenet121",
+    "densenet161",
     "densenet169",
     "densenet201",
     "inception_v3",

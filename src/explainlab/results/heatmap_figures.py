@@ -1,5 +1,6 @@
 """Figures of the heat-map study (paper 003): map grids, SSIM matrices, dendrograms, AOPC curves,
-and the randomisation sanity check."""
+insertion/deletion curves, sparsity, and the randomisation sanity checks. The functions only draw:
+trees, tables and curves come from `explainlab.methods.heatmaps`."""
 
 from __future__ import annotations
 
@@ -52,15 +53,23 @@ def ssim(similarity: torch.Tensor, names: list[str], method: str) -> plt.Figure:
     return fig
 
 
-def dendrogram(similarity: torch.Tensor, names: list[str], method: str) -> plt.Figure:
-    """Average-linkage dendrogram of 1 − (mean) SSIM, with the cophenetic correlation."""
-    tree, coph = cluster_ssim(similarity)
+def draw_dendrogram(tree: np.ndarray, names: list[str], title: str, *, cophenetic: float | None = None,
+                    ylabel: str = "1 − SSIM") -> plt.Figure:  # fmt: skip
+    """A scipy linkage tree (M − 1, 4) over `names` (e.g. `methods.heatmaps.cluster(...)`'s), with
+    the cophenetic correlation in the title when given."""
     fig, ax = plt.subplots(figsize=(4.5, 3))
     scipy_dendrogram(tree, labels=names, ax=ax, leaf_rotation=90, leaf_font_size=7)
-    ax.set_ylabel("1 − SSIM")
-    ax.set_title(f"{method} (cophenetic r = {coph:.2f})", fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title if cophenetic is None else f"{title} (cophenetic r = {cophenetic:.2f})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def dendrogram(similarity: torch.Tensor, names: list[str], method: str) -> plt.Figure:
+    """Average-linkage dendrogram of 1 − (mean) SSIM. Kept for the current study until it draws the
+    trees it computes with `draw_dendrogram` (issue 16, phase 2)."""
+    tree, coph = cluster_ssim(similarity)
+    return draw_dendrogram(tree, names, method, cophenetic=coph)
 
 
 def aopc(table: pd.DataFrame) -> plt.Figure:
@@ -97,5 +106,63 @@ def randomisation(table: pd.DataFrame) -> plt.Figure:
     ax.set_ylim(-0.1, 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def randomisation_measures(table: pd.DataFrame) -> plt.Figure:
+    """Adebayo et al.'s curves from `methods.heatmaps.sanity.model_randomisation` rows: one panel per
+    measure, the mean similarity to the trained model's maps against the number of layers
+    randomised from the top, one line per method (solid: cascading, dashed: independent)."""
+    measures = list(dict.fromkeys(table["measure"]))
+    fig, axes = plt.subplots(1, len(measures), figsize=(3.3 * len(measures), 3), squeeze=False)
+    colours = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(table["method"]))}
+    for ax, measure in zip(axes[0], measures, strict=True):
+        part = table[table["measure"] == measure]
+        for (method, order), curve in part.groupby(["method", "order"], sort=False):
+            mean = curve.groupby("step")["value"].mean()
+            ax.plot(mean.index, mean.to_numpy(), marker="o", ms=3, color=colours[method],
+                    ls="-" if order == "cascading" else "--", label=f"{method} ({order})")  # fmt: skip
+        ax.set_title(measure, fontsize=9)
+        ax.set_xlabel("layers randomised (from the top)")
+        ax.set_ylim(-0.2, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("similarity to the trained maps")
+    axes[0, -1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def insertion_deletion(curves: pd.DataFrame) -> plt.Figure:
+    """Mean insertion and deletion curves (rows: model, method, mode, step, fraction, score), one panel
+    per mode, one line per (model, method)."""
+    modes = list(dict.fromkeys(curves["mode"]))
+    fig, axes = plt.subplots(1, len(modes), figsize=(3.6 * len(modes), 3), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for (model, method), part in curves[curves["mode"] == mode].groupby(["model", "method"], sort=False):
+            mean = part.groupby("fraction")["score"].mean()
+            ax.plot(mean.index, mean.to_numpy(), label=f"{model} {method}")
+        ax.set_title(mode, fontsize=9)
+        ax.set_xlabel("fraction of pixels " + ("removed" if mode == "deletion" else "inserted"))
+        ax.set_ylabel("score")
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def sparsity(table: pd.DataFrame, measure: str = "area_above_half_max") -> plt.Figure:
+    """`methods.heatmaps.sparsity_table`'s `measure` per model (box over images), one panel per method."""
+    methods = list(dict.fromkeys(table["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(0.6 * table["model"].nunique() * len(methods) + 1.5, 3),
+                             squeeze=False)  # fmt: skip
+    for ax, method in zip(axes[0], methods, strict=True):
+        part = table[table["method"] == method]
+        models = list(dict.fromkeys(part["model"]))
+        ax.boxplot([part[part["model"] == m][measure].to_numpy() for m in models], tick_labels=models)
+        ax.tick_params(axis="x", rotation=90, labelsize=7)
+        ax.set_title(method, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(measure.replace("_", " "))
     fig.tight_layout()
     return fig

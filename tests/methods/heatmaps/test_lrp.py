@@ -1,4 +1,5 @@
-"""LRP: the ε rule by hand, conservation, and zennit's own canonizers on torchvision VGG/ResNet."""
+"""LRP: the ε rule by hand, conservation, gradient x input for bias-free networks (pools included),
+zennit's own canonizers on torchvision VGG/ResNet, and operations no rule covers refused by name."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from zennit.layer import Sum
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from explainlab.methods.heatmaps.attribution import explain
-from explainlab.methods.heatmaps.lrp import canonical_copy, inner_input, lrp
+from explainlab.methods.heatmaps.lrp import LRPCoverageError, canonical_copy, inner_input, lrp
 from explainlab.models.build import build_model
 from explainlab.models.layers import unwrap
 from tests.methods.heatmaps.test_attribution import Tiny
@@ -110,3 +111,85 @@ def test_torchvision_relevance_goes_to_the_inner_input() -> None:
     target = torch.tensor([1, 2])
     xb = x * 0.25 + 0.5  # b.normalize(xb) == x
     assert torch.allclose(lrp(a, x, target, "epsilon"), lrp(b, xb, target, "epsilon"))
+
+
+class FunctionalPools(nn.Module):
+    """conv -> relu -> F.avg_pool2d -> conv -> relu -> F.max_pool2d -> conv -> spatial mean -> linear
+    (for 8 x 8 inputs: the average pool's kernel, 2, is computed from the input's shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
+        self.conv3 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.avg_pool2d(F.relu(self.conv1(x)), x.shape[-1] // 4)  # a size read off a shape (akamaster's style)
+        h = F.max_pool2d(F.relu(self.conv2(h)), kernel_size=2, stride=2)
+        return self.fc(F.relu(self.conv3(h)).mean((2, 3)))
+
+
+def _without_biases(model: nn.Module) -> nn.Module:
+    """Zero every bias and every batch norm's shift (running mean and beta), with non-trivial scales:
+    the network is then positively homogeneous, f(x) = Σ_i x_i ∂f/∂x_i."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
+            module.bias.data.zero_()
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.zero_()
+            module.bias.data.zero_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("name", ["functional_pools", "resnet20", "densenet121"])
+def test_epsilon_lrp_without_biases_equals_gradient_times_input(name: str) -> None:
+    """Survey 004, Sec. 3.2.2: for a bias-free ReLU network, LRP-ε with ε -> 0 is gradient x input.
+    The average pools (functional in all three: F.avg_pool2d, a spatial mean, F.adaptive_avg_pool2d
+    in the CIFAR ResNet and DenseNet's head) must give relevance in proportion to their inputs; passed
+    as a plain gradient they spread it uniformly and the maps differ by orders of magnitude."""
+    torch.manual_seed(0)
+    if name == "functional_pools":
+        model, x = FunctionalPools(), torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    else:
+        # DenseNet at 64 pixels: at 32 its last feature map is 1 x 1 and the final pool is the identity.
+        size, n = (64, 1) if name == "densenet121" else (32, 2)
+        model = build_model(name, in_channels=3, image_size=size, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+        x = torch.rand(n, 3, size, size, dtype=torch.float64)
+    model = _without_biases(model).double().eval()
+    target = model(x).argmax(1)
+    relevance = lrp(model, x, target, "epsilon", epsilon=1e-12)
+    z = inner_input(model, x).detach().requires_grad_(True)
+    logits = unwrap(model)(z) if name != "functional_pools" else model(z)
+    (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), z)
+    expected = (grad * z).detach()
+    scale = expected.abs().amax()
+    assert (relevance - expected).abs().amax() < 1e-8 * scale
+    assert torch.allclose(relevance.sum((1, 2, 3)), logits.gather(1, target[:, None]).squeeze(1).detach(), rtol=1e-8)
+
+
+def test_functional_pools_become_modules_and_uncovered_operations_are_refused() -> None:
+    model = FunctionalPools().eval()
+    x = torch.rand(2, 3, 8, 8)
+    canonical = canonical_copy(model, x)
+    kinds = [type(m) for m in canonical.modules()]
+    assert nn.AvgPool2d in kinds and nn.MaxPool2d in kinds and nn.AdaptiveAvgPool2d in kinds
+    assert not any(n.op in ("call_function", "call_method") and "pool" in str(n.target) for n in canonical.graph.nodes)
+    assert torch.allclose(canonical(x), model(x), atol=1e-6)
+    with pytest.raises(ValueError, match="built for inputs of shape"):
+        lrp(model, torch.rand(2, 3, 16, 16), torch.zeros(2, dtype=torch.long), canonical=canonical)
+
+    class Gated(FunctionalPools):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.conv1(x)
+            return super().forward(x) * torch.sigmoid(h).mean()  # a product of two tensors
+
+    class ChannelMean(FunctionalPools):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(F.relu(self.conv3(F.relu(self.conv2(F.relu(self.conv1(x)))))).mean((1, 2)))
+
+    for bad, name in ((Gated(), "sigmoid"), (ChannelMean(), "mean")):
+        with pytest.raises(LRPCoverageError, match=name):
+            canonical_copy(bad.eval(), x)

@@ -1,14 +1,12 @@
-"""SSIM matrices against scikit-image; clustering recovers planted groups."""
+"""SSIM matrices and pairs against scikit-image, for the default and other windows."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from scipy.cluster.hierarchy import fcluster
 from skimage.metrics import structural_similarity
 
-from explainlab.methods.heatmaps import cluster_heatmaps, cluster_ssim, ssim_matrix
+from explainlab.methods.heatmaps import ssim_matrix, ssim_pairs
 
 
 def test_ssim_matrix_matches_scikit_image() -> None:
@@ -30,23 +28,33 @@ def test_ssim_matrix_refuses_bad_shapes() -> None:
         ssim_matrix(torch.rand(3, 1, 16, 16))
 
 
-def _planted_groups() -> tuple[torch.Tensor, np.ndarray]:
-    g = torch.Generator().manual_seed(1)
-    prototypes = torch.rand(3, 24, 24, generator=g)
-    labels = np.repeat([0, 1, 2], 4)
-    maps = prototypes[labels] + 0.05 * torch.randn(12, 24, 24, generator=g)
-    return maps.clamp(0, 1), labels
+@pytest.mark.parametrize(
+    ("sigma", "window", "gaussian"),
+    [(1.5, None, True), (0.8, None, True), (2.5, None, True), (1.5, 7, False), (1.5, 5, False)],
+)
+def test_ssim_window_and_sigma_are_settable(sigma: float, window: int | None, gaussian: bool) -> None:
+    g = torch.Generator().manual_seed(2)
+    a, b = (
+        torch.rand(3, 24, 24, generator=g, dtype=torch.float64),
+        torch.rand(3, 24, 24, generator=g, dtype=torch.float64),
+    )
+    b[0] = a[0] * 0.8 + 0.1
+    got = ssim_pairs(a, b, sigma=sigma, kernel_size=window, gaussian=gaussian)
+    for p in range(3):
+        # scikit-image's Gaussian window spans truncate * sigma on each side (torchmetrics: 3.5 sigma).
+        options = {"gaussian_weights": True, "sigma": sigma, "truncate": 3.5} if gaussian else {"win_size": window}
+        expected = structural_similarity(a[p].numpy(), b[p].numpy(), use_sample_covariance=False, data_range=1.0,
+                                         **options)  # fmt: skip
+        assert got[p].item() == pytest.approx(expected, abs=1e-9)
+    matrix = ssim_matrix(torch.stack([a[0], b[0]]), sigma=sigma, kernel_size=window, gaussian=gaussian)
+    assert torch.allclose(matrix[0, 1], got[0])
 
 
-def _same_partition(found: np.ndarray, truth: np.ndarray) -> bool:
-    return len({(a, b) for a, b in zip(found, truth, strict=True)}) == len(set(truth)) == len(set(found))
-
-
-def test_ward_and_ssim_average_linkage_recover_planted_groups() -> None:
-    maps, labels = _planted_groups()
-    tree, cophenetic = cluster_heatmaps(maps)
-    assert _same_partition(fcluster(tree, 3, criterion="maxclust"), labels) and cophenetic > 0.9
-    tree, cophenetic = cluster_ssim(ssim_matrix(maps))
-    assert _same_partition(fcluster(tree, 3, criterion="maxclust"), labels) and cophenetic > 0.9
-    with pytest.raises(ValueError, match="Euclidean"):
-        cluster_ssim(ssim_matrix(maps), method="ward")
+def test_bad_windows_are_refused() -> None:
+    a = torch.rand(2, 24, 24)
+    with pytest.raises(ValueError, match="odd size"):
+        ssim_pairs(a, a, kernel_size=8, gaussian=False)
+    with pytest.raises(ValueError, match="15 pixels"):
+        ssim_pairs(a, a, sigma=2.0, kernel_size=11)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        ssim_pairs(a, a, sigma=0.0)

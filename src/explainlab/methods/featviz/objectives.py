@@ -97,3 +97,51 @@ def diversity(layer: str) -> Objective:
         return (-mean).expand(b)
 
     return Objective(score, (layer,), f"{layer}:diversity")
+
+
+def logsumexp(indices: list[int] | None = None, temperature: float = 1.0) -> Objective:
+    """T · log Σ_i exp(z_i / T) over the chosen logits (all when None): a smooth maximum of them, between
+    max_i z_i and max_i z_i + T log n."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+    def score(a: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        chosen = z if indices is None else z[:, list(indices)]
+        return temperature * torch.logsumexp(chosen / temperature, dim=1)
+
+    return Objective(score, (), f"logsumexp:{'all' if indices is None else ','.join(map(str, indices))}")
+
+
+def log_probability(index: int) -> Objective:
+    """z_index − LogSumExp(z): the log of the softmax probability written with the LogSumExp of the
+    logits (survey 004, Sec. 2.2.2: "optimize the LogSumExp of the logits instead", the tractable form
+    of optimising the softmax)."""
+    return Objective(lambda a, z: z[:, index] - torch.logsumexp(z, dim=1), (), f"logprob:{index}")
+
+
+def interpolate(start: Objective, end: Objective) -> Objective:
+    """Olah et al.'s interpolation: image b of a batch of B maximises (1 − t_b)·start + t_b·end with
+    t_b = b / (B − 1), from `start` alone (b = 0) to `end` alone (b = B − 1). Use with a shared
+    parameterisation (`visualize(..., shared=True)`) and `alignment` so the images line up."""
+
+    def score(a: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        first, last = start(a, z), end(a, z)
+        t = torch.linspace(0, 1, len(first), device=first.device, dtype=first.dtype) if len(first) > 1 else first * 0
+        return (1 - t) * first + t * last
+
+    return Objective(score, start.layers + end.layers, f"interpolate({start.name},{end.name})")
+
+
+def alignment(layer: str, decay_ratio: float = 2.0, max_offset: int = 4) -> Objective:
+    """−Σ_{d=1..max_offset} Σ_b mean((act_b − act_{b+d})²) / decay_ratio^d at `layer` (Lucid's alignment
+    objective): neighbouring images of an interpolation batch are pushed to have similar activations.
+    The same value is given to every image."""
+
+    def score(a: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        act = a[layer].flatten(1)
+        total = act.new_zeros(())
+        for d in range(1, min(max_offset, len(act) - 1) + 1):
+            total = total + (act[:-d] - act[d:]).pow(2).mean(1).sum() / decay_ratio**d
+        return (-total).expand(len(act))
+
+    return Objective(score, (layer,), f"{layer}:alignment")
