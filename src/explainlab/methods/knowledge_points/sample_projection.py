@@ -7,7 +7,7 @@ import torch
 
 from explainlab.errors import check_choice, check_int
 
-from .vmf import FittedKappa, LinearKappa, make_kappa, vmf_log_posterior
+from .vmf import FittedKappa, LinearKappa, make_kappa, mixture_mle, vmf_log_posterior
 
 
 def mean_kl(probs: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -18,7 +18,8 @@ def mean_kl(probs: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 class SampleProjection:
     """Learn M (d' x d), class priors π and unit class directions μ so that Q_M(y|x) ≈ P(y|x).
 
-    Alternates (i) the maximum-likelihood update of {π, μ} given g = M f, with class responsibilities
+    Alternates (i) the maximum-likelihood update of {π, μ} given g = M f (μ_y ∝ Σ_x γ_xy κ(‖g‖) g/‖g‖,
+    `vmf.mixture_mle`), with class responsibilities
     `responsibilities` = 'dnn' (P(y|x): supervised, the default, keeps component y tied to class y) or
     'model' (Q_M(y|x), plain EM), refitting κ when `kappa='fitted'`; and (ii) `steps` Adam steps on M
     minimising KL(P ‖ Q_M) (Eq. 4), full batch or in mini-batches of `batch_size`.
@@ -65,14 +66,16 @@ class SampleProjection:
 
     @torch.no_grad()
     def _update_mixture(self, features: torch.Tensor, probs: torch.Tensor) -> None:
+        """Step (i): the maximum-likelihood {π, μ} given g = M f (`vmf.mixture_mle`, orientations
+        weighted by κ(‖g‖)); then κ(l) refitted when it is fitted."""
         g = self.transform(features)
+        resp = probs if self.responsibilities == "dnn" else self.log_proba(features).exp()
         strength = g.norm(dim=1)
         orient = g / strength.clamp_min(1e-12)[:, None]
-        resp = probs if self.responsibilities == "dnn" else self.log_proba(features).exp()
-        prior = resp.mean(0).clamp_min(1e-12)
-        self.log_prior_ = (prior / prior.sum()).log()
-        mean = resp.T @ orient
-        self.directions_ = mean / mean.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if isinstance(self.kappa_, FittedKappa) and not hasattr(self.kappa_, "centres_"):
+            _, first = mixture_mle(g, resp, torch.ones_like)  # no κ(l) yet: orientations weighted equally
+            self.kappa_.fit(strength, orient @ first.T, resp)
+        self.log_prior_, self.directions_ = mixture_mle(g, resp, self.kappa_)
         if isinstance(self.kappa_, FittedKappa):
             self.kappa_.fit(strength, orient @ self.directions_.T, resp)
 
