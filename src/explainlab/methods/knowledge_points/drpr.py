@@ -22,7 +22,7 @@ import torch
 
 from explainlab.errors import check_float, check_int
 
-from .sample_projection import mean_kl
+from .sample_projection import initial_map, mean_kl
 
 
 def drpr_log_assignments(g: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,18 +54,8 @@ class DRPR:
 
     def fit(self, features: torch.Tensor, probs: torch.Tensor) -> DRPR:
         """features: (N, d) sample features f; probs: (N, C) target soft assignments Y (rows sum to 1)."""
-        if features.dim() != 2 or probs.dim() != 2 or len(features) != len(probs):
-            raise ValueError(
-                f"expected features (N, d) and probs (N, C), got {tuple(features.shape)}, {tuple(probs.shape)}"
-            )
-        if not (torch.isfinite(features).all() and torch.isfinite(probs).all()):
-            raise ValueError("features or probabilities contain NaN or inf")
-        device = self.device or features.device
-        dtype = features.dtype if features.dtype == torch.float64 else torch.float32
-        features, probs = features.to(device, dtype), probs.to(device, dtype)
-        generator = torch.Generator().manual_seed(self.seed)
-        scale = features.norm(dim=1).mean().clamp_min(1e-12)
-        M = (torch.randn(self.dim, features.shape[1], generator=generator, dtype=dtype) / scale).to(device)
+        features, probs, generator, M = initial_map(features, probs, self.dim, self.seed, self.device)
+        device = features.device
         M.requires_grad_(True)
         optimizer = torch.optim.Adam([M], lr=self.lr)
         n = len(features)

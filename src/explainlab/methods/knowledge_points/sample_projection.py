@@ -15,6 +15,29 @@ def mean_kl(probs: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (torch.xlogy(probs, probs) - probs * log_q).sum(1).mean()
 
 
+def initial_map(
+    features: torch.Tensor, probs: torch.Tensor, dim: int, seed: int, device: str | torch.device | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Generator, torch.Tensor]:
+    """Checked inputs and the seeded starting map of a linear projection g = M f fitted to P(y|x).
+
+    features (N, d), probs (N, C): refused unless 2-D, of one length and finite; moved to `device`
+    (default: theirs) in float64 if the features are, else float32. M: (dim, d) Gaussian, scaled by
+    1 / mean ‖f‖ so that ‖g‖ starts near 1. Returns (features, probs, the generator, M)."""
+    if features.dim() != 2 or probs.dim() != 2 or len(features) != len(probs):
+        raise ValueError(
+            f"expected features (N, d) and probs (N, C), got {tuple(features.shape)}, {tuple(probs.shape)}"
+        )
+    if not (torch.isfinite(features).all() and torch.isfinite(probs).all()):
+        raise ValueError("features or probabilities contain NaN or inf")
+    device = device or features.device
+    dtype = features.dtype if features.dtype == torch.float64 else torch.float32
+    features, probs = features.to(device, dtype), probs.to(device, dtype)
+    generator = torch.Generator().manual_seed(seed)
+    scale = features.norm(dim=1).mean().clamp_min(1e-12)
+    M = (torch.randn(dim, features.shape[1], generator=generator, dtype=dtype) / scale).to(device)
+    return features, probs, generator, M
+
+
 class SampleProjection:
     """Learn M (d' x d), class priors π and unit class directions μ so that Q_M(y|x) ≈ P(y|x).
 
@@ -81,18 +104,7 @@ class SampleProjection:
 
     def fit(self, features: torch.Tensor, probs: torch.Tensor) -> SampleProjection:
         """features: (N, d) sample features f; probs: (N, C) the DNN's P(y|x) (softmax of its logits)."""
-        if features.dim() != 2 or probs.dim() != 2 or len(features) != len(probs):
-            raise ValueError(
-                f"expected features (N, d) and probs (N, C), got {tuple(features.shape)}, {tuple(probs.shape)}"
-            )
-        if not (torch.isfinite(features).all() and torch.isfinite(probs).all()):
-            raise ValueError("features or probabilities contain NaN or inf")
-        device = self.device or features.device
-        dtype = features.dtype if features.dtype == torch.float64 else torch.float32
-        features, probs = features.to(device, dtype), probs.to(device, dtype)
-        generator = torch.Generator().manual_seed(self.seed)
-        scale = features.norm(dim=1).mean().clamp_min(1e-12)
-        self.M_ = (torch.randn(self.dim, features.shape[1], generator=generator, dtype=dtype) / scale).to(device)
+        features, probs, generator, self.M_ = initial_map(features, probs, self.dim, self.seed, self.device)
         self.kappa_: LinearKappa | FittedKappa = make_kappa(self.kappa, self.dim)
         self._update_mixture(features, probs)
         M = self.M_.clone().requires_grad_(True)
@@ -101,7 +113,7 @@ class SampleProjection:
         batch = self.batch_size or n
         self.history_: list[float] = []
         for _ in range(self.rounds):
-            order = torch.randperm(n, generator=generator).to(device) if batch < n else None
+            order = torch.randperm(n, generator=generator).to(features.device) if batch < n else None
             for step in range(self.steps):
                 if order is None:
                     f, p = features, probs
