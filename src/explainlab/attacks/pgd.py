@@ -3,6 +3,8 @@ batched loop with the same semantics."""
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -10,8 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from explainlab.attacks.advertorch_compat import import_advertorch_attacks
-from explainlab.errors import check_choice, check_float, check_int
+from explainlab.errors import ConfigValueError, check_choice, check_float, check_int
 from explainlab.models.pixel_space import PixelSpaceModel
+
+log = logging.getLogger(__name__)
 
 
 class LinfPGD:
@@ -26,6 +30,12 @@ class LinfPGD:
     compat_clip_normalized: reproduce the original code, which attacked the *normalised* images
         and clipped them to [0, 1] in normalised units; this moves the images far outside the
         eps-ball in pixel space and is offered only to reproduce published numbers.
+    compat_bn_train: reproduce the original code, which never called `model.eval()`, so its PGD ran
+        with batch normalisation (and dropout) in training mode: every forward pass normalised with
+        the statistics of the attacked batch. The attack then runs on a deep copy of the model in
+        training mode, so the real model's running statistics stay untouched. Batch statistics
+        couple the images of a batch: only with `batch_size` >= the number of attacked images are
+        they those of the original's one batch (`check_batch_statistics` warns otherwise).
     """
 
     def __init__(
@@ -39,6 +49,7 @@ class LinfPGD:
         batch_size: int = 500,
         compat_clip_normalized: bool = False,
         eps_list: Sequence[float] | None = None,
+        compat_bn_train: bool = False,
     ) -> None:
         check_float("attack.eps", eps, low=0.0, high=1.0)
         check_float("attack.step", step, low=0.0, high=1.0)
@@ -47,6 +58,9 @@ class LinfPGD:
         check_choice("attack.backend", backend, ("native", "advertorch"))
         self.eps, self.steps, self.step, self.random_start, self.targeted = eps, steps, step, random_start, targeted
         self.backend, self.batch_size, self.compat_clip_normalized = backend, batch_size, compat_clip_normalized
+        if not isinstance(compat_bn_train, bool):
+            raise ConfigValueError("attack.compat_bn_train", compat_bn_train, "true or false")
+        self.compat_bn_train = compat_bn_train
         self.eps_list = [float(e) for e in (eps_list if eps_list is not None else [eps])]
         for e in self.eps_list:
             check_float("attack.eps_list", e, low=0.0, high=1.0)
@@ -63,19 +77,30 @@ class LinfPGD:
             self.batch_size,
             self.compat_clip_normalized,
             self.eps_list,
+            self.compat_bn_train,
         )
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Adversarial images (B, C, H, W) in [0, 1], within eps of x (L-inf) unless in compat mode."""
+        """Adversarial images (B, C, H, W) in [0, 1], within eps of x (L-inf) unless in compat mode.
+
+        The model is attacked in eval mode (its mode is restored afterwards), or, with
+        `compat_bn_train`, a training-mode copy of it is (the model itself is not changed)."""
+        check_batch_statistics(self, len(x))
+        if self.compat_bn_train:
+            attacked = copy.deepcopy(model).train()
+            return self._perturb_all(attacked, x, y)
         was_training = model.training
         model.eval()
         try:
-            parts = [
-                self._perturb_batch(model, x[i : i + self.batch_size], y[i : i + self.batch_size])
-                for i in range(0, len(x), self.batch_size)
-            ]
+            return self._perturb_all(model, x, y)
         finally:
             model.train(was_training)
+
+    def _perturb_all(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        parts = [
+            self._perturb_batch(model, x[i : i + self.batch_size], y[i : i + self.batch_size])
+            for i in range(0, len(x), self.batch_size)
+        ]
         return torch.cat(parts) if parts else x.clone()
 
     def _perturb_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -120,3 +145,18 @@ class LinfPGD:
                 delta = (delta + self.step * grad.sign()).clamp(-self.eps, self.eps)
                 delta = (x + delta).clamp(0.0, 1.0) - x
         return (x + delta).clamp(0.0, 1.0).detach()
+
+
+def check_batch_statistics(attack: LinfPGD, n_images: int) -> str | None:
+    """Warn (and return the message) when a `compat_bn_train` attack will split `n_images` into
+    batches of `attack.batch_size`: each batch is then normalised with its own statistics, not
+    those of all attacked images at once as in the original code. None when nothing is wrong."""
+    if not getattr(attack, "compat_bn_train", False) or n_images <= attack.batch_size:
+        return None
+    message = (
+        f"attack.compat_bn_train: attack.batch_size={attack.batch_size} is smaller than the {n_images} attacked "
+        f"images, so batch normalisation uses the statistics of batches of {attack.batch_size}, not of all "
+        f"{n_images} at once as the original code did; set attack.batch_size>={n_images} to reproduce it"
+    )
+    log.warning(message)
+    return message

@@ -1,4 +1,4 @@
-"""Figures of the knowledge-point study (paper 002, Figs. 2-4)."""
+"""Figures of the knowledge-point study (paper 002, Figs. 2-9)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from explainlab.methods.knowledge_points.image_regions import region_boxes  # noqa: E402
 
 
 def sample_scatter(g: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor) -> plt.Figure:
@@ -146,5 +149,113 @@ def through_layers(projected: dict[str, torch.Tensor], labels: torch.Tensor, dir
         ax.set_title(f"image {i} (label {int(labels[i])}): {layers[0]} → {layers[-1]}", fontsize=8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def regions_on_images(images: torch.Tensor, points: torch.Tensor, reliable: torch.Tensor, predicted: torch.Tensor,
+                      grid: tuple[int, int], labels: torch.Tensor, class_names: list[str] | None = None,
+                      max_images: int = 8, title: str = "") -> plt.Figure:  # fmt: skip
+    """Figs. 6-right / 7-left: the image regions that are knowledge points, drawn on the input images.
+
+    images: (N, C, H, W) in [0, 1]; points, reliable: (N, R) bool; predicted: (N, R) class of each
+    region; grid: (gh, gw) with R = gh·gw. A box per knowledge point in the colour of the class it
+    points to: solid when reliable (the image's class), dashed otherwise.
+    """
+    n = min(max_images, len(images))
+    boxes = region_boxes(grid, tuple(images.shape[-2:])).numpy()
+    cmap = plt.get_cmap("tab10")
+    names = class_names or [str(c) for c in range(int(predicted.max()) + 1 if predicted.numel() else 1)]
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.6), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        img = images[i].detach().float().cpu()
+        ax.imshow(img.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy(), cmap="gray" if img.shape[0] == 1 else None,
+                  extent=(0, img.shape[-1], img.shape[-2], 0))  # fmt: skip
+        for r in points[i].nonzero().flatten().tolist():
+            x0, y0, x1, y1 = boxes[r]
+            good = bool(reliable[i, r])
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.4 if good else 0.9,
+                                   ls="-" if good else "--", edgecolor=cmap(int(predicted[i, r]) % 10)))  # fmt: skip
+        label = int(labels[i])
+        ax.set_title(f"{names[label] if label < len(names) else label}: {int(points[i].sum())} pts, "
+                     f"{int(reliable[i].sum())} reliable", fontsize=7)  # fmt: skip
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def traced_regions(traced: dict[str, torch.Tensor], classes: torch.Tensor, directions: torch.Tensor) -> plt.Figure:
+    """Fig. 4: regions selected in the top layer (e.g. its reliable knowledge points) at the same grid
+    positions in every layer, first two projected coordinates, coloured by the image's class, with
+    the class directions as rays. traced: {layer: (M, d')} (`trace_regions`); classes: (M,)."""
+    layers = list(traced)
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.4 * len(layers), 3.4), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    colours = [cmap(int(c) % 10) for c in classes]
+    for ax, layer in zip(axes[0], layers, strict=True):
+        h = traced[layer].detach().float().cpu()
+        if len(h):
+            ax.scatter(h[:, 0], h[:, 1], s=5, c=colours, alpha=0.7)
+        reach = float(h[:, :2].norm(dim=1).max()) if len(h) else 1.0
+        for c, mu in enumerate(directions.detach().cpu().numpy()):
+            ax.plot([0, reach * mu[0]], [0, reach * mu[1]], color=cmap(c % 10), lw=1.2)
+        ax.set_title(f"{layer}: {len(h)} regions", fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def distill_histograms(differences: pd.DataFrame, bins: int = 40) -> plt.Figure:
+    """Fig. 9 (right): histograms of 1 − cos(h_s, h_t) and ‖h_s‖ − ‖h_t‖ of corresponding projected
+    regional features, one curve per student (`differences_table` rows)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, column, label in zip(axes, ("one_minus_cos", "strength_diff"), ("1 − cos(h_s, h_t)", "‖h_s‖ − ‖h_t‖"),
+                                 strict=True):  # fmt: skip
+        values = differences[column].to_numpy()
+        edges = np.histogram_bin_edges(values, bins=bins)
+        for student, rows in differences.groupby("student", sort=False):
+            ax.hist(rows[column], bins=edges, histtype="step", lw=1.5, density=True, label=f"mimics {student}")
+        ax.set_xlabel(label)
+        ax.set_ylabel("density of regions")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    layer = ", ".join(map(str, differences["layer"].unique())) if "layer" in differences else ""
+    fig.suptitle(f"students vs teacher at {layer}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def shapley_vs_importance(importance: torch.Tensor, shapley: torch.Tensor, grid: tuple[int, int],
+                          correlations: torch.Tensor, images: int = 4) -> plt.Figure:  # fmt: skip
+    """Fig. 5: estimated regional importance w next to the regions' Shapley values φ for a few images
+    (maps on the region grid), and all (w, φ) pairs with the mean ± std of the per-image correlation.
+    importance, shapley: (N, R); correlations: (N,) per-image Pearson (NaN where undefined)."""
+    n = min(images, len(importance))
+    fig, axes = plt.subplots(2, n + 1, figsize=(2.2 * (n + 1), 4.4), squeeze=False)
+    for i in range(n):
+        for row, (values, name) in enumerate(((importance[i], "w"), (shapley[i], "φ"))):
+            ax = axes[row, i]
+            ax.imshow(values.detach().float().cpu().reshape(grid).numpy(), cmap="viridis")
+            suffix = f" (r={float(correlations[i]):.2f})" if row == 0 else ""
+            ax.set_title(f"image {i}: {name}{suffix}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    gs = axes[0, n].get_gridspec()
+    axes[0, n].remove()
+    axes[1, n].remove()
+    ax = fig.add_subplot(gs[:, n])
+    w = importance.detach().float().cpu().flatten().numpy()
+    phi = shapley.detach().float().cpu().flatten().numpy()
+    ax.scatter(w, phi, s=2, alpha=0.3)
+    valid = correlations[~torch.isnan(correlations)].double()
+    summary = f"{float(valid.mean()):.2f} ± {float(valid.std()):.2f}" if len(valid) > 1 else "n/a"
+    ax.set_title(f"per-image corr(w, φ): {summary}", fontsize=8)
+    ax.set_xlabel("importance w")
+    ax.set_ylabel("Shapley value φ")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

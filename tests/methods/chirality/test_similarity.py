@@ -106,3 +106,21 @@ def test_profile_matches_per_layer_calls_and_the_residual_compares_like_with_lik
     assert residual["E"].tolist() == pytest.approx((profile.similarity_ - shifted.similarity_).abs().tolist())
     with pytest.raises(ValueError, match="different architectures"):
         commutative_residual(profile, ChiralityProfile().fit(torchvision.models.vgg11()))
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_similarity_without_the_diagonal_against_the_double_loop(flip: bool) -> None:
+    torch.manual_seed(3)
+    weight = torch.randn(5, 2, 3, 3, dtype=torch.float64)
+    t2 = torch.fliplr(torch.eye(3, dtype=torch.float64))
+    mirrored = [torch.stack([weight[j, ch] @ t2 for ch in range(2)]) if flip else weight[j] for j in range(5)]
+    total = sum(
+        abs(float(weight[j].flatten() @ mirrored[k].flatten() / (weight[j].norm() * mirrored[k].norm())))
+        for j, k in itertools.product(range(5), range(5))
+        if j != k
+    )
+    s, n = kernel_similarity(weight, flip=flip, diagonal=False)
+    assert n == 5 and float(s) == pytest.approx(total / 20, abs=1e-12)
+    full, _ = kernel_similarity(weight, flip=flip)
+    if not flip:  # the no-flip diagonal is exactly 1
+        assert float(full) == pytest.approx((5 + 20 * float(s)) / 25, abs=1e-12)

@@ -3,6 +3,7 @@ kernels and their horizontal mirror images, the commutative residual E between u
 trained models, and what S says about a model (stages, analytic untrained value, fingerprint)."""
 
 from .fingerprint import fingerprint_report, profile_features, untrained_deviation
+from .ranking import mean_similarity, rank_agreement
 from .similarity import ChiralityProfile, commutative_residual, flip_kernels, flippable_convs, kernel_similarity
 from .stages import analysed_stage, layer_stages, model_family, stretched_positions
 from .theory import expected_abs_cos, expected_abs_cos_flip, expected_similarity
@@ -19,8 +20,10 @@ __all__ = [
     "flippable_convs",
     "kernel_similarity",
     "layer_stages",
+    "mean_similarity",
     "model_family",
     "profile_features",
+    "rank_agreement",
     "stretched_positions",
     "untrained_deviation",
 ]

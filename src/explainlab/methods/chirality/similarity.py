@@ -38,12 +38,14 @@ def flippable_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
 
 @torch.no_grad()
 def kernel_similarity(
-    weight: torch.Tensor, *, flip: bool = True, dtype: torch.dtype | None = None
+    weight: torch.Tensor, *, flip: bool = True, dtype: torch.dtype | None = None, diagonal: bool = True
 ) -> tuple[torch.Tensor, int]:
     """S(L) = (1/B²) Σ_j Σ_j' |cos(K_j, T(K_j'))| for one layer, as one Gram-matrix product.
 
     weight: (B, C, H, W) on any device. flip=False gives the no-flip ablation (T = identity).
     dtype: computation dtype (default: the weight's, at least float32).
+    diagonal=False: the mean over the B(B − 1) pairs j ≠ j' only (without the flip the j = j' terms
+    are exactly 1, which alone moves S by (1 − their flipped mean) / B).
     Kernels that are exactly zero have no direction; they are left out (B counts the others).
     Returns (S as a 0-d tensor, number of kernels used).
     """
@@ -60,7 +62,13 @@ def kernel_similarity(
         return torch.tensor(float("nan"), dtype=dtype, device=weight.device), 0
     # A permutation of coordinates keeps norms, so T(K_j) has the norm of K_j.
     unit, unit_t = plain / norms[:, None], kernels / norms[:, None]
-    return (unit @ unit_t.T).abs_().mean(), len(norms)
+    cosines = (unit @ unit_t.T).abs_()
+    if diagonal:
+        return cosines.mean(), len(norms)
+    b = len(norms)
+    if b < 2:
+        return torch.tensor(float("nan"), dtype=dtype, device=weight.device), b
+    return (cosines.sum() - cosines.diagonal().sum()) / (b * (b - 1)), b
 
 
 class ChiralityProfile:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from scipy.optimize import minimize_scalar
 
@@ -109,3 +111,71 @@ def knowledge_points(
     best, predicted = probs.max(dim=-1)
     points = best > tau
     return KnowledgePoints(points, points & (predicted == labels.to(h.device)[:, None]), predicted)
+
+
+def normalised_scales(
+    h_by_layer: Mapping[str, torch.Tensor], reference_layer: str, reference_scale: float = 1.0
+) -> dict[str, float]:
+    """The paper's normalisation (Sec. 4): every layer's scale gives its regional features the mean
+    strength E_{x,r} ‖h^(r)‖ of the reference layer's features times `reference_scale`.
+
+    reference_scale 1 is the paper's own normalisation (the reference layer keeps the strength the
+    regional projection learned); the `calibrate_strength` scale of the reference layer gives the
+    calibrated one. h_by_layer: {layer: (N, R, d')}. Returns {layer: scale}.
+    """
+    if reference_layer not in h_by_layer:
+        raise ValueError(f"reference layer {reference_layer!r} is not among {list(h_by_layer)}")
+    reference = reference_scale * h_by_layer[reference_layer]
+    return {layer: strength_scale(h, reference) for layer, h in h_by_layer.items()}
+
+
+def point_counts(
+    h_by_layer: Mapping[str, torch.Tensor],
+    labels: torch.Tensor,
+    log_prior: torch.Tensor,
+    directions: torch.Tensor,
+    kappa,
+    scales: Mapping[str, Mapping[str, float]],
+    *,
+    tau: float = 0.4,
+    saturation: float = 0.7,
+) -> pd.DataFrame:
+    """Knowledge points of every layer under several strength normalisations, side by side.
+
+    scales: {normalisation name: {layer: scale}}, e.g. {'paper': normalised_scales(h, ref),
+    'calibrated': normalised_scales(h, ref, s_ref)}. One row per (normalisation, layer) with
+    regions (N·R), n_points, n_reliable, fraction (= n_points / regions), ratio (reliable / points),
+    chance_ratio (the ratio a region would reach if its predicted class were independent of the image's
+    label: Σ_c share of points predicting c · share of points from images of class c), lift
+    (ratio / chance_ratio) and saturated (fraction >= `saturation`: most regions pass τ, so the
+    count no longer selects regions; read such a layer's count with its lift).
+    """
+    check_float("saturation", saturation, low=0.0, high=1.0)
+    rows = []
+    for name, per_layer in scales.items():
+        for layer, h in h_by_layer.items():
+            found = knowledge_points(h, labels, log_prior, directions, kappa, tau=tau, scale=per_layer[layer])
+            n_classes = len(log_prior)
+            image_labels = labels.to(h.device)[:, None].expand_as(found.points)[found.points]
+            predicted = found.predicted[found.points]
+            share_pred = torch.bincount(predicted, minlength=n_classes).double()
+            share_label = torch.bincount(image_labels, minlength=n_classes).double()
+            points = found.n_points
+            chance = float((share_pred * share_label).sum() / points**2) if points else float("nan")
+            fraction = points / found.points.numel()
+            rows.append(
+                {
+                    "normalisation": name,
+                    "layer": layer,
+                    "scale": float(per_layer[layer]),
+                    "regions": found.points.numel(),
+                    "n_points": points,
+                    "n_reliable": found.n_reliable,
+                    "fraction": fraction,
+                    "ratio": found.ratio,
+                    "chance_ratio": chance,
+                    "lift": found.ratio / chance if points and chance > 0 else float("nan"),
+                    "saturated": fraction >= saturation,
+                }
+            )
+    return pd.DataFrame(rows)

@@ -110,3 +110,39 @@ def vmf_log_posterior(g: torch.Tensor, log_prior: torch.Tensor, directions: torc
     strength = g.norm(dim=-1)
     cos = (g / strength.clamp_min(1e-12).unsqueeze(-1)) @ directions.T
     return torch.log_softmax(log_prior + kappa(strength).unsqueeze(-1) * cos, dim=-1)
+
+
+def mixture_mle(g: torch.Tensor, responsibilities: torch.Tensor, kappa) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maximum-likelihood {π, μ} of the strength-dependent vMF mixture (Eq. 5) given responsibilities.
+
+    With p(g | y) = p(l) C_d(κ(l)) exp(κ(l) μ_yᵀo), l = ‖g‖, o = g / l, the expected complete-data
+    log-likelihood Σ_i Σ_y γ_iy [log π_y + κ(l_i) μ_yᵀo_i] + const is maximised by
+    π_y = mean_i γ_iy and μ_y ∝ Σ_i γ_iy κ(l_i) o_i: each sample's orientation is weighted by its own
+    concentration (strong, confident samples count more). g: (N, d'); responsibilities: (N, C) rows
+    summing to 1; kappa: κ(l) callable. Returns (log π (C,), unit μ (C, d')).
+    """
+    strength = g.norm(dim=1)
+    orient = g / strength.clamp_min(1e-12)[:, None]
+    prior = responsibilities.mean(0).clamp_min(1e-12)
+    resultant = responsibilities.T @ (kappa(strength)[:, None] * orient)
+    return (prior / prior.sum()).log(), resultant / resultant.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def mixture_log_likelihood(
+    g: torch.Tensor, log_prior: torch.Tensor, directions: torch.Tensor, kappa, *,
+    responsibilities: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Mean log-likelihood of the orientations under the mixture of Eq. 5 (the category-independent
+    strength prior p(l) left out: it does not depend on {π, μ}).
+
+    Without `responsibilities`: mean_i log Σ_y π_y C_d(κ(l_i)) exp(κ(l_i) μ_yᵀo_i) (observed data);
+    with them (N, C): the expected complete-data log-likelihood mean_i Σ_y γ_iy log[π_y C_d(κ(l_i))
+    exp(κ(l_i) μ_yᵀo_i)], the objective `mixture_mle` maximises. g: (N, d'). Returns a 0-d tensor.
+    """
+    strength = g.norm(dim=1)
+    k = kappa(strength)
+    cos = (g / strength.clamp_min(1e-12)[:, None]) @ directions.T
+    joint = log_prior + log_vmf_normaliser(k, g.shape[1])[:, None] + k[:, None] * cos
+    if responsibilities is None:
+        return torch.logsumexp(joint, dim=1).mean()
+    return (responsibilities * joint).sum(1).mean()

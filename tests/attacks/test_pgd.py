@@ -1,0 +1,122 @@
+"""LinfPGD's `compat_bn_train`: the original code's training-mode attack, on a copy of the model."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from explainlab.attacks.pgd import LinfPGD, check_batch_statistics
+from explainlab.errors import ConfigValueError
+from explainlab.models.pixel_space import PixelSpaceModel
+
+
+def _bn_model() -> PixelSpaceModel:
+    """A tiny CNN with batch normalisation whose running statistics differ from any batch's."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 3),
+    )
+    bn = net[1]
+    bn.running_mean.normal_(0, 0.5)
+    bn.running_var.uniform_(0.5, 2.0)
+    bn.num_batches_tracked.fill_(7)
+    return PixelSpaceModel(net, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3)).double().eval()
+
+
+def _reference_train_mode_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float,
+                              steps: int) -> torch.Tensor:  # fmt: skip
+    """The original code's loop, written out: PGD (no random start, summed CE) calling a model that
+    is in training mode (as `gen_adv.py`, which never calls eval())."""
+    model = copy.deepcopy(model).train()
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = F.cross_entropy(model(x + delta), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() + step * grad.sign()).clamp(-eps, eps)
+        delta = (x + delta).clamp(0, 1) - x
+    return (x + delta).clamp(0, 1)
+
+
+def _data(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, 3, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
+
+
+def test_compat_bn_train_equals_a_reference_that_calls_the_model_in_train_mode() -> None:
+    model = _bn_model()
+    x, y = _data()
+    kw = {"eps": 0.05, "step": 0.01, "steps": 5, "random_start": False}
+    ours = LinfPGD(compat_bn_train=True, **kw).perturb(model, x, y)
+    reference = _reference_train_mode_pgd(model, x, y, 0.05, 0.01, 5)
+    assert torch.equal(ours, reference)
+    eval_mode = LinfPGD(**kw).perturb(model, x, y)
+    assert not torch.equal(ours, eval_mode)  # the running statistics would have given other images
+
+
+def test_compat_bn_train_leaves_the_model_untouched() -> None:
+    model = _bn_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = _data()
+    LinfPGD(eps=0.05, step=0.01, steps=3, compat_bn_train=True).perturb(model, x, y)
+    assert not model.training
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN buffers included
+    model.train()
+    LinfPGD(eps=0.05, step=0.01, steps=3, compat_bn_train=True).perturb(model, x, y)
+    assert model.training
+
+
+def test_compat_bn_train_uses_the_statistics_of_the_attacked_batch() -> None:
+    """With batch statistics an image's adversarial depends on the other images of its batch; with
+    running statistics it does not."""
+    model = _bn_model()
+    x, y = _data(8)
+    for compat, coupled in ((True, True), (False, False)):
+        attack = LinfPGD(eps=0.05, step=0.01, steps=4, random_start=False, compat_bn_train=compat)
+        alone = attack.perturb(model, x[:4], y[:4])
+        together = attack.perturb(model, x, y)[:4]
+        assert torch.equal(alone, together) is not coupled
+    # batch_size splits the images into batches, each normalised by its own statistics
+    split = LinfPGD(eps=0.05, step=0.01, steps=4, random_start=False, compat_bn_train=True, batch_size=4)
+    whole = LinfPGD(eps=0.05, step=0.01, steps=4, random_start=False, compat_bn_train=True, batch_size=8)
+    assert torch.equal(split.perturb(model, x, y)[:4], whole.perturb(model, x[:4], y[:4]))
+
+
+def test_compat_bn_train_with_the_clipping_mode_and_the_advertorch_backend() -> None:
+    model = _bn_model()
+    x, y = _data()
+    kw = {"eps": 0.05, "step": 0.01, "steps": 3, "random_start": False, "compat_bn_train": True}
+    native = LinfPGD(backend="native", compat_clip_normalized=True, **kw).perturb(model, x, y)
+    theirs = LinfPGD(backend="advertorch", compat_clip_normalized=True, **kw).perturb(model, x, y)
+    assert torch.allclose(native, theirs, atol=1e-10)
+    # the clipping mode attacks the normalised images of the inner network in training mode
+    inner = _reference_train_mode_pgd(model.net, model.normalize(x), y, 0.05, 0.01, 3)
+    assert torch.allclose(native, inner * model.normalize.std + model.normalize.mean, atol=1e-12)
+
+
+def test_batch_statistics_check_warns_only_when_batches_are_split(caplog: pytest.LogCaptureFixture) -> None:
+    attack = LinfPGD(batch_size=100, compat_bn_train=True)
+    with caplog.at_level(logging.WARNING, logger="explainlab.attacks.pgd"):
+        assert check_batch_statistics(attack, 100) is None
+        message = check_batch_statistics(attack, 200)
+    assert message and "attack.batch_size=100" in message and "200" in message
+    assert "attack.batch_size" in caplog.text
+    assert check_batch_statistics(LinfPGD(batch_size=100), 200) is None  # eval mode: batches do not matter
+    with pytest.raises(ConfigValueError, match="attack.compat_bn_train"):
+        LinfPGD(compat_bn_train="yes")
+
+
+def test_with_eps_keeps_compat_bn_train() -> None:
+    attack = LinfPGD(eps=0.1, compat_bn_train=True, batch_size=7).with_eps(0.2)
+    assert attack.compat_bn_train and attack.eps == 0.2 and attack.batch_size == 7
