@@ -20,6 +20,7 @@ from explainlab.methods.detection.base import (
 from explainlab.methods.detection.baselines import MSP, Energy, KNNDistance, Mahalanobis
 from explainlab.methods.detection.cpl import CPL, fit_libraries
 from explainlab.methods.detection.metrics import attack_context, detection_metrics, held_out_split, lee_filter
+from explainlab.methods.detection.protocol import Entry, Inputs, fit_all, run_protocols
 from explainlab.methods.detection.neighbours import LID, DeepKNN, knn_distances, lid_estimate
 
 DETECTORS: dict[str, type[Detector]] = {
@@ -43,6 +44,8 @@ __all__ = [
     "Detector",
     "DetectorInputError",
     "Energy",
+    "Entry",
+    "Inputs",
     "KNNDistance",
     "LayerwiseDetector",
     "Mahalanobis",
@@ -50,10 +53,12 @@ __all__ = [
     "attack_context",
     "check_finite",
     "detection_metrics",
+    "fit_all",
     "fit_libraries",
     "held_out_split",
     "knn_distances",
     "lee_filter",
     "lid_estimate",
     "make_detector",
+    "run_protocols",
 ]

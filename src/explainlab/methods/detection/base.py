@@ -138,11 +138,15 @@ class LayerwiseDetector(Detector):
         self.combiner_ = None
         return self
 
-    def _score(self, features: Features, logits: torch.Tensor | None) -> torch.Tensor:
-        per_layer = check_finite(self._layer_scores(features).double().cpu(), f"{self.name} (per layer)")
+    def combine(self, per_layer: torch.Tensor) -> torch.Tensor:
+        """(N,) scores from (N, L) layer scores: the fitted logistic regression's decision function
+        (supervised) or the mean z-score (benign-only)."""
         if self.combiner_ is not None:
-            return torch.from_numpy(self.combiner_.decision_function(per_layer.numpy()))
-        return ((per_layer - self.center_) / self.scale_).mean(1)
+            return torch.from_numpy(self.combiner_.decision_function(per_layer.double().numpy()))
+        return ((per_layer.double() - self.center_) / self.scale_).mean(1)
+
+    def _score(self, features: Features, logits: torch.Tensor | None) -> torch.Tensor:
+        return self.combine(check_finite(self._layer_scores(features).double().cpu(), f"{self.name} (per layer)"))
 
     def _layer_scores(self, features: Features) -> torch.Tensor:
         raise NotImplementedError

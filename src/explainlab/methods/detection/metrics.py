@@ -38,7 +38,7 @@ def attack_context(labels: torch.Tensor, clean_pred: torch.Tensor, attacked_pred
     flipped = correct & (attacked_pred != labels)
     return {
         "clean_accuracy": float(correct.double().mean()),
-        "attack_success_rate": float(flipped.sum() / correct.sum().clamp_min(1)),
+        "attack_success_rate": int(flipped.sum()) / max(int(correct.sum()), 1),
         "robust_accuracy": float((attacked_pred == labels).double().mean()),
     }
 
