@@ -1,0 +1,198 @@
+"""`method=detect`: CPL beside the established detectors of adversarial inputs, on the same clean
+test images and the same PGD images (science in `methods/detection/`).
+
+Tables (results/): detection.csv (one row per detector, protocol, filter and eps, with the attack's
+success rate and robust accuracy beside AUROC, AUPR, FPR at 95% TPR), detection_scores.csv.
+Figures (figures/): detection_auroc, detection_roc, detection_histograms.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from explainlab.errors import ConfigValueError, check_choice, check_int
+from explainlab.methods.detection import DETECTORS, Entry, Inputs, fit_all, fit_libraries, make_detector, run_protocols
+from explainlab.methods.library import FactoredHAPs
+from explainlab.models.layers import resolve_layers
+from explainlab.models.loading import fingerprint
+from explainlab.results import detection_figures
+from explainlab.runner.context import RunContext
+from explainlab.runner.detection_inputs import AttackCache, attacked_images, cached_pooled_split, pooled_features
+from explainlab.runner.features import FeatureCache, cached_split_features, extract, plan_storage
+from explainlab.runner.inference import eval_device
+from explainlab.runner.train import ensure_trained, write_training_outputs
+
+log = logging.getLogger(__name__)
+_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_object(value) if isinstance(value, DictConfig) or OmegaConf.is_list(value) else value
+
+
+class DetectionStudy:
+    """Fit every detector in `detectors` on clean training data, score the first `images` test
+    images clean and under PGD at every `attack.eps_list` radius, report both protocols.
+
+    layers: taps of the CPL libraries; feature_layers: taps the feature detectors read (null = all
+        but the last, the output layer; knn reads the last of them). train_images: first N training
+        images fitting the feature detectors (null = all). detector_args: {name: keyword arguments}.
+    cpl: {thresholds (one set per θ for all layers), threshold_sets ({name: {layer: θ}}, replaces
+        them), top_k, softmax}. held_out: fraction of the images fitting the supervised combination.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str],
+        detectors: Sequence[str] = ("msp", "energy", "mahalanobis", "knn", "deep_knn", "lid", "cpl"),
+        feature_layers: Sequence[str] | None = None,
+        images: int = 200,
+        train_images: int | None = None,
+        protocols: Sequence[str] = ("benign", "supervised"),
+        filter: Sequence[bool] = (False, True),  # noqa: A002 - the config key users write
+        held_out: float = 0.5,
+        detector_args: Mapping[str, Any] | None = None,
+        cpl: Mapping[str, Any] | None = None,
+        hap_dtype: str = "float32",
+        factored_taps: bool = True,
+        progress: bool = True,
+    ) -> None:
+        self.layers, self.detectors = list(layers), list(_plain(detectors))
+        for name in self.detectors:
+            if name not in DETECTORS:
+                raise ConfigValueError("method.detectors", name, "names among " + ", ".join(DETECTORS))
+        self.feature_layers = list(feature_layers) if feature_layers else self.layers[:-1] or self.layers
+        check_int("method.images", images, minimum=2)
+        check_int("method.train_images", train_images, minimum=2, optional=True)
+        for p in _plain(protocols):
+            check_choice("method.protocols", p, ("benign", "supervised"))
+        if not 0.0 < float(held_out) < 1.0:
+            raise ConfigValueError("method.held_out", held_out, "a fraction in (0, 1)")
+        check_choice("method.hap_dtype", hap_dtype, _DTYPES)
+        self.images, self.train_images, self.protocols = images, train_images, list(_plain(protocols))
+        self.filters, self.held_out = [bool(f) for f in _plain(filter)], float(held_out)
+        self.detector_args = {k: dict(v or {}) for k, v in dict(_plain(detector_args) or {}).items()}
+        self.cpl = {"thresholds": [0.6], "threshold_sets": None, "top_k": 20, "softmax": True, **dict(_plain(cpl) or {})}
+        self.hap_dtype, self.factored_taps, self.progress = _DTYPES[hap_dtype], factored_taps, progress
+
+    def threshold_sets(self) -> dict[str, dict[str, float]]:
+        sets = self.cpl["threshold_sets"]
+        if not sets:
+            return {f"theta={t:g}": dict.fromkeys(self.layers, float(t)) for t in self.cpl["thresholds"]}
+        for name, chosen in sets.items():
+            if set(chosen) != set(self.layers):
+                raise ConfigValueError(f"method.cpl.threshold_sets.{name}", chosen, f"one θ for each of {self.layers}")
+        return {str(name): {k: float(v) for k, v in chosen.items()} for name, chosen in sets.items()}
+
+    def __call__(self, cfg: DictConfig) -> dict[str, Any]:
+        start = time.perf_counter()
+        ctx = RunContext(cfg)
+        resolve_layers(ctx.model, [*self.layers, *self.feature_layers], key="method.layers")
+        if not cfg.get("attack"):
+            raise ConfigValueError("attack", None, "an attack (attack=pgd_linf): the study scores attacked images")
+        attack = instantiate(cfg.attack)
+        if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
+            trained = ensure_trained(ctx)
+            trained.pop("rank_zero", None)
+            write_training_outputs(ctx, trained)
+        device = eval_device(cfg.trainer.get("accelerator"))
+        model = ctx.model.eval().to(device)
+        data, weights = ctx.datamodule, fingerprint(ctx.model)
+        spec = {"model": weights, "data": ctx.data_spec(drop=("batch_size",))}
+        cache, batch = FeatureCache(cfg.paths.cache_dir), data.eval_batch_size
+        train_pooled = cached_pooled_split(
+            model, data.dataset("train"), self.feature_layers, spec={**spec, "split": "train"}, cache=cache,
+            batch_size=batch, device=device, limit=self.train_images, progress=self.progress,
+        )  # fmt: skip
+        test = data.dataset("test")
+        n = min(self.images, len(test))
+        x, y = test[0:n]
+        sets = self.threshold_sets() if "cpl" in self.detectors else {}
+        storage = plan_storage(model, self.layers, x[:1].to(device), self.hap_dtype, factor=self.factored_taps)
+
+        def haps(images: torch.Tensor) -> dict[str, Any]:
+            out = extract(model, [(images, y)], self.layers, device=device, dtype=storage[1], with_logits=False,
+                          factored=storage[0])  # fmt: skip
+            return {k: FactoredHAPs(v) if k in storage[0] else v for k, v in out.items() if k in self.layers}
+
+        def inputs(images: torch.Tensor) -> Inputs:
+            pooled = pooled_features(model, [(images[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)],
+                                     self.feature_layers, device=device)  # fmt: skip
+            forms = {"pooled": pooled} | ({"haps": haps(images)} if sets else {})
+            return Inputs(forms, pooled["logits"])
+
+        clean = inputs(x)
+        attacked, reused = {}, []
+        for eps in attack.eps_list:
+            adv, hit = attacked_images(model, attack.with_eps(eps), x, y, seed=cfg.seed, device=device,
+                                       spec={**spec, "images": f"test[0:{n}]"}, cache=AttackCache(cfg.paths.cache_dir))  # fmt: skip
+            attacked[eps], reused = inputs(adv), reused + [hit]
+        entries = self._entries(sets)
+        train = Inputs({"pooled": train_pooled}, train_pooled["logits"], train_pooled["labels"])
+        if sets:
+            train_haps = cached_split_features(
+                model, data.dataset("train"), self.layers, spec={**spec, "split": "train"}, cache=cache,
+                batch_size=batch, device=device, dtype=storage[1], factored=storage[0],
+            )  # fmt: skip
+            train_haps.update({k: FactoredHAPs(train_haps[k]) for k in storage[0]})
+            started = time.perf_counter()
+            needed = {layer: sorted({s[layer] for s in sets.values()}) for layer in self.layers}
+            libraries = fit_libraries(train_haps, needed, train_haps["logits"], device=device, progress=self.progress)
+            for entry in entries:
+                if entry.name == "cpl":
+                    entry.detector.use_libraries(libraries)
+            cpl_fit_s = (time.perf_counter() - started) / len(sets)
+        fit_all(entries, train)
+        for entry in entries:
+            entry.fit_s = cpl_fit_s if entry.name == "cpl" else entry.fit_s
+        rows, scores = run_protocols(entries, clean, attacked, y, protocols=self.protocols, filters=self.filters,
+                                     held_out=self.held_out, seed=cfg.seed)  # fmt: skip
+        return self._record(ctx, pd.DataFrame(rows), pd.DataFrame(scores), start, reused)
+
+    def _entries(self, sets: dict[str, dict[str, float]]) -> list[Entry]:
+        entries = []
+        for name in self.detectors:
+            kwargs = self.detector_args.get(name, {})
+            if name == "cpl":
+                cpl = {"top_k": self.cpl["top_k"], "softmax": self.cpl["softmax"]}
+                entries += [Entry("cpl", make_detector("cpl", thresholds=s, **cpl), set_name) for set_name, s in sets.items()]
+            else:
+                entries.append(Entry(name, make_detector(name, layers=self.feature_layers, **kwargs)))
+        return entries
+
+    def _record(self, ctx: RunContext, table: pd.DataFrame, scores: pd.DataFrame, start: float, reused: list) -> dict:
+        rec, cfg = ctx.recorder, ctx.cfg
+        rec.save_config(cfg)
+        rec.save_table("detection", table)
+        rec.save_table("detection_scores", scores)
+        rec.save_figure("detection_auroc", detection_figures.auroc_vs_eps(table))
+        rec.save_figure("detection_roc", detection_figures.roc_curves(scores))
+        rec.save_figure("detection_histograms", detection_figures.histograms(scores))
+        metrics: dict[str, Any] = {"seconds": time.perf_counter() - start, "attacks_reused": sum(reused)}
+        headline: dict[str, Any] = {}
+        main = table[(table.protocol == "benign") & (~table.filtered)] if "auroc" in table else table.iloc[:0]
+        for eps, rows in main.groupby("eps"):
+            msp = rows[rows.detector == "msp"]["auroc"]
+            base = f"msp {msp.iloc[0]:.3f}, " if len(msp) else ""
+            first = rows.iloc[0]
+            headline[f"eps={eps:g}: attack success / robust acc."] = (
+                f"{first.attack_success_rate:.3f} / {first.robust_accuracy:.3f}"
+            )
+            for row in rows.itertuples():
+                label = row.detector + (f"[{row.threshold_set}]" if row.threshold_set else "")
+                metrics[f"auroc/{label}/eps={eps:g}"] = row.auroc
+                if row.detector != "msp":
+                    headline[f"eps={eps:g} AUROC {label}"] = f"{row.auroc:.3f} ({base}chance 0.5)"
+        headline["attacked images from the cache"] = f"{sum(reused)} of {len(reused)} radii"
+        headline["time"] = f"{metrics['seconds']:.1f} s"
+        rec.log_metrics(metrics)
+        rec.summary(f"explainlab detect: {cfg.model.name} on {ctx.datamodule.name}", headline)
+        return metrics

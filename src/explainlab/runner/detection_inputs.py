@@ -1,0 +1,107 @@
+"""Inputs of the detection study: pooled layer features of whole splits (cached like the library
+study's patterns) and PGD images cached by model, attack, images and seed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from explainlab.attacks.pgd import LinfPGD
+from explainlab.models.layers import ActivationRecorder
+from explainlab.runner.features import FeatureCache
+
+
+class AttackCache(FeatureCache):
+    """`<cache_dir>/attacks/<key>.pt`: attacked images, keyed (and checked on read) like `FeatureCache`."""
+
+    def __init__(self, cache_dir: str | Path) -> None:
+        self.folder = Path(cache_dir) / "attacks"
+
+
+def pool(activation: torch.Tensor) -> torch.Tensor:
+    """(B, D): per-channel spatial means of (B, C, H, W) maps (Lee et al. 2018), vectors as they are."""
+    return activation.flatten(2).mean(2) if activation.dim() > 2 else activation.flatten(1)
+
+
+@torch.no_grad()
+def pooled_features(
+    model: nn.Module, batches: Iterable, layers: Sequence[str], *, device: torch.device, progress: bool = False
+) -> dict[str, torch.Tensor]:
+    """{layer: (N, D) float32 pooled outputs, 'logits': (N, C), 'labels': (N,)} of batches (x, y)."""
+    model.eval().to(device)
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in [*layers, "logits", "labels"]}
+    with ActivationRecorder(model, layers, key="method.layers") as rec:
+        for x, y in tqdm(batches, desc="pooled features", disable=not progress, leave=False):
+            out["logits"].append(model(x.to(device)).float().cpu())
+            out["labels"].append(y.cpu())
+            for name in layers:
+                out[name].append(pool(rec.activations[name]).float().cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def cached_pooled_split(
+    model: nn.Module,
+    dataset: Any,
+    layers: Sequence[str],
+    *,
+    spec: dict[str, Any],
+    cache: FeatureCache,
+    batch_size: int,
+    device: torch.device,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Pooled features, logits and labels of the first `limit` images (None = all) of a split; read
+    from `cache` when present (key: spec + layer + 'channel_mean' + limit), else extracted and written."""
+    n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    wanted = [*layers, "logits", "labels"]
+    key = {**spec, "form": "channel_mean", "images": n}
+    found = {name: cache.get({**key, "layer": name}) for name in wanted}
+    if any(v is None for v in found.values()):
+        batches = (dataset[i : min(i + batch_size, n)] for i in range(0, n, batch_size))
+        fresh = pooled_features(model, batches, layers, device=device, progress=progress)
+        for name in wanted:
+            cache.put({**key, "layer": name}, fresh[name])
+        found = fresh
+    return {name: found[name] for name in wanted}
+
+
+def attacked_images(
+    model: nn.Module,
+    attack: LinfPGD,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int,
+    spec: dict[str, Any],
+    cache: AttackCache | None,
+    device: torch.device,
+    map_units: Callable[[int, Callable[[int], torch.Tensor]], list[torch.Tensor]] | None = None,
+) -> tuple[torch.Tensor, bool]:
+    """PGD images (N, C, H, W) of `images` at `attack.eps` and whether they came from the cache.
+
+    Each batch u of `attack.batch_size` starts from its own random start, seeded by (seed, eps,
+    u), so the images do not depend on the order batches run in. The cache key holds `spec` (model
+    fingerprint, data, image indices), every attack setting and the seed.
+    """
+    settings = {k: v for k, v in vars(attack).items() if k != "eps_list"}
+    key = {**spec, "attack": settings, "seed": seed}
+    if cache is not None and (hit := cache.get(key)) is not None:
+        return hit, True
+    batch = attack.batch_size
+    map_units = map_units or (lambda n, work: [work(u) for u in range(n)])
+
+    def one(unit: int) -> torch.Tensor:
+        x, y = images[unit * batch : (unit + 1) * batch], labels[unit * batch : (unit + 1) * batch]
+        torch.manual_seed(seed * 1_000_003 + round(attack.eps * 1e6) * 10_007 + unit)
+        return attack.perturb(model, x.to(device), y.to(device)).cpu()
+
+    adv = torch.cat(map_units(-(-len(images) // batch), one))
+    if cache is not None:
+        cache.put(key, adv)
+    return adv, False

@@ -1,0 +1,72 @@
+"""The detection study end to end on the digits (seconds): tables, figures, attack cache, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from explainlab.cli import run
+from tests.helpers import assert_run_refuses
+
+STUDY = [
+    "method=detect",
+    "attack=pgd_linf",
+    "recipe.epochs=1",
+    "progress=false",
+    "attack.eps_list=[0.1,0.3]",
+    "attack.steps=5",
+    "method.images=60",
+    "method.detector_args.knn={k:10}",
+    "method.detector_args.deep_knn={k:10,calibration:100}",
+    "method.detector_args.lid={k:10,batch_size:50,n_batches:2}",
+    "method.cpl.thresholds=[0.6,0.8]",
+]
+
+
+def test_detect_study_writes_the_table_figures_and_reuses_attacks(compose, tmp_path: Path) -> None:
+    cfg = compose(STUDY, tmp_path / "first")
+    metrics = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    table = pd.read_csv(out / "results" / "detection.csv")
+    for column in ("scenario", "detector", "protocol", "threshold_set", "eps", "filtered", "attack_success_rate",
+                   "robust_accuracy", "auroc", "aupr", "fpr_at_95_tpr", "n_clean", "n_adv", "fit_s", "score_s"):  # fmt: skip
+        assert column in table.columns, column
+    # 6 detectors + 2 CPL threshold sets, 2 protocols, 2 filter settings, 2 eps.
+    assert len(table) == 8 * 2 * 2 * 2
+    assert set(table.threshold_set.dropna()) == {"theta=0.6", "theta=0.8"}
+    full = table[(table.protocol == "benign") & ~table.filtered]
+    assert (full.n_clean == 60).all() and full.auroc.between(0, 1).all()
+    assert (table[(table.protocol == "supervised") & ~table.filtered].n_clean == 30).all()
+    scores = pd.read_csv(out / "results" / "detection_scores.csv")
+    assert set(scores.columns) == {"detector", "eps", "index", "is_adversarial", "score"}
+    assert len(scores) == 8 * 2 * 2 * 60
+    for name in ("detection_auroc", "detection_roc", "detection_histograms"):
+        assert (out / "figures" / f"{name}.png").is_file(), name
+    assert metrics["attacks_reused"] == 0
+    assert json.loads((out / "metrics.json").read_text())["auroc/msp/eps=0.3"] == metrics["auroc/msp/eps=0.3"]
+    # Same model, attack and images: the attacked images come from the cache, same numbers.
+    again = run(compose([*STUDY, "method.detectors=[msp,energy]"], tmp_path / "second"))
+    assert again["attacks_reused"] == 2
+    second = pd.read_csv(tmp_path / "second" / "results" / "detection.csv").drop(columns=["fit_s", "score_s"])
+    first = table[table.detector.isin(["msp", "energy"])].reset_index(drop=True).drop(columns=["fit_s", "score_s"])
+    pd.testing.assert_frame_equal(first.drop(columns="threshold_set"), second.drop(columns="threshold_set"))
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("method.detectors=[msp,odin]", "method.detectors"),
+        ("method.images=1", "method.images"),
+        ("method.held_out=1.0", "method.held_out"),
+        ("method.protocols=[benign,oracle]", "method.protocols"),
+    ],
+)
+def test_detect_study_refuses_bad_settings_before_work(compose, override: str, key: str) -> None:
+    assert_run_refuses(compose, [*STUDY, override], key)
+
+
+def test_detect_study_needs_an_attack(compose) -> None:
+    assert_run_refuses(compose, ["method=detect", "attack=none"], "attack")
