@@ -294,12 +294,17 @@ def split_keys(
 
 def _figures() -> dict[str, tuple[Callable[..., Any], tuple[str, ...], tuple[str, ...]]]:
     """table name -> (figure function taking (table, by=...), columns locating a point, plotted columns)."""
-    from explainlab.results import figures, library_figures
+    from explainlab.results import detection_figures, figures, library_figures
 
     return {
         "predictions": (library_figures.agreement, ("layer", "threshold"), ("top1_agreement", "top3_agreement")),
         "library_sizes": (library_figures.sizes, ("layer", "threshold"), ("size",)),
         "auroc": (library_figures.auroc, ("threshold_set", "eps"), ("auroc",)),
+        "detection": (
+            detection_figures.auroc_vs_eps,
+            ("detector", "threshold_set", "protocol", "filtered", "eps"),
+            ("auroc",),
+        ),
         "epochs": (figures.training_curves, ("epoch",), ("train/loss", "val/loss", "train/acc", "val/acc")),
     }
 

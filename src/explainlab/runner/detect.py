@@ -19,14 +19,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from explainlab.errors import ConfigValueError, check_choice, check_int
-from explainlab.methods.detection import DETECTORS, Entry, Inputs, fit_all, fit_libraries, make_detector, run_protocols
+from explainlab.methods.detection import DETECTORS, Entry, Inputs, fit_all, fit_libraries, make_detector
+from explainlab.methods.detection import run_protocols
 from explainlab.methods.library import FactoredHAPs
 from explainlab.models.layers import resolve_layers
 from explainlab.models.loading import fingerprint
 from explainlab.results import detection_figures
 from explainlab.runner.context import RunContext
-from explainlab.runner.detection_inputs import AttackCache, attacked_images, cached_pooled_split, pooled_features
-from explainlab.runner.features import FeatureCache, cached_split_features, extract, plan_storage
+from explainlab.runner.detection_inputs import AttackCache, attacked_images, cached_pooled_split, detector_inputs
+from explainlab.runner.features import FeatureCache, cached_split_features, plan_storage
 from explainlab.runner.inference import eval_device
 from explainlab.runner.train import ensure_trained, write_training_outputs
 
@@ -80,7 +81,8 @@ class DetectionStudy:
         self.images, self.train_images, self.protocols = images, train_images, list(_plain(protocols))
         self.filters, self.held_out = [bool(f) for f in _plain(filter)], float(held_out)
         self.detector_args = {k: dict(v or {}) for k, v in dict(_plain(detector_args) or {}).items()}
-        self.cpl = {"thresholds": [0.6], "threshold_sets": None, "top_k": 20, "softmax": True, **dict(_plain(cpl) or {})}
+        self.cpl = {"thresholds": [0.6], "threshold_sets": None, "top_k": 20, "softmax": True}
+        self.cpl.update(dict(_plain(cpl) or {}))
         self.hap_dtype, self.factored_taps, self.progress = _DTYPES[hap_dtype], factored_taps, progress
 
     def threshold_sets(self) -> dict[str, dict[str, float]]:
@@ -104,48 +106,38 @@ class DetectionStudy:
             trained.pop("rank_zero", None)
             write_training_outputs(ctx, trained)
         device = eval_device(cfg.trainer.get("accelerator"))
-        model = ctx.model.eval().to(device)
-        data, weights = ctx.datamodule, fingerprint(ctx.model)
-        spec = {"model": weights, "data": ctx.data_spec(drop=("batch_size",))}
+        model, data = ctx.model.eval().to(device), ctx.datamodule
+        spec = {"model": fingerprint(ctx.model), "data": ctx.data_spec(drop=("batch_size",))}
         cache, batch = FeatureCache(cfg.paths.cache_dir), data.eval_batch_size
-        train_pooled = cached_pooled_split(
-            model, data.dataset("train"), self.feature_layers, spec={**spec, "split": "train"}, cache=cache,
-            batch_size=batch, device=device, limit=self.train_images, progress=self.progress,
-        )  # fmt: skip
-        test = data.dataset("test")
-        n = min(self.images, len(test))
-        x, y = test[0:n]
         sets = self.threshold_sets() if "cpl" in self.detectors else {}
+        train_split = data.dataset("train")
+        pooled = cached_pooled_split(
+            model, train_split, self.feature_layers, spec={**spec, "split": "train"}, cache=cache, batch_size=batch,
+            device=device, limit=self.train_images, progress=self.progress,
+        )  # fmt: skip
+        train = Inputs({"pooled": pooled}, pooled["logits"], pooled["labels"])
+        x, y = data.dataset("test")[0 : self.images]
         storage = plan_storage(model, self.layers, x[:1].to(device), self.hap_dtype, factor=self.factored_taps)
-
-        def haps(images: torch.Tensor) -> dict[str, Any]:
-            out = extract(model, [(images, y)], self.layers, device=device, dtype=storage[1], with_logits=False,
-                          factored=storage[0])  # fmt: skip
-            return {k: FactoredHAPs(v) if k in storage[0] else v for k, v in out.items() if k in self.layers}
-
-        def inputs(images: torch.Tensor) -> Inputs:
-            pooled = pooled_features(model, [(images[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)],
-                                     self.feature_layers, device=device)  # fmt: skip
-            forms = {"pooled": pooled} | ({"haps": haps(images)} if sets else {})
-            return Inputs(forms, pooled["logits"])
-
-        clean = inputs(x)
+        read = {"feature_layers": self.feature_layers, "hap_layers": self.layers if sets else []}
+        read |= {"storage": storage, "device": device, "batch_size": batch}
+        clean = detector_inputs(model, x, y, **read)
         attacked, reused = {}, []
         for eps in attack.eps_list:
-            adv, hit = attacked_images(model, attack.with_eps(eps), x, y, seed=cfg.seed, device=device,
-                                       spec={**spec, "images": f"test[0:{n}]"}, cache=AttackCache(cfg.paths.cache_dir))  # fmt: skip
-            attacked[eps], reused = inputs(adv), reused + [hit]
-        entries = self._entries(sets)
-        train = Inputs({"pooled": train_pooled}, train_pooled["logits"], train_pooled["labels"])
-        if sets:
-            train_haps = cached_split_features(
-                model, data.dataset("train"), self.layers, spec={**spec, "split": "train"}, cache=cache,
-                batch_size=batch, device=device, dtype=storage[1], factored=storage[0],
+            adv, hit = attacked_images(
+                model, attack.with_eps(eps), x, y, seed=cfg.seed, device=device, cache=AttackCache(cfg.paths.cache_dir),
+                spec={**spec, "images": f"test[0:{len(y)}]"},
             )  # fmt: skip
-            train_haps.update({k: FactoredHAPs(train_haps[k]) for k in storage[0]})
+            attacked[eps], reused = detector_inputs(model, adv, y, **read), [*reused, hit]
+        entries, cpl_fit_s = self._entries(sets), 0.0
+        if sets:  # every threshold set's libraries from one construction pass per layer
+            haps = cached_split_features(
+                model, train_split, self.layers, spec={**spec, "split": "train"}, cache=cache, batch_size=batch,
+                device=device, dtype=storage[1], factored=storage[0],
+            )  # fmt: skip
+            haps.update({k: FactoredHAPs(haps[k]) for k in storage[0]})
             started = time.perf_counter()
             needed = {layer: sorted({s[layer] for s in sets.values()}) for layer in self.layers}
-            libraries = fit_libraries(train_haps, needed, train_haps["logits"], device=device, progress=self.progress)
+            libraries = fit_libraries(haps, needed, haps["logits"], device=device, progress=self.progress)
             for entry in entries:
                 if entry.name == "cpl":
                     entry.detector.use_libraries(libraries)
@@ -153,8 +145,10 @@ class DetectionStudy:
         fit_all(entries, train)
         for entry in entries:
             entry.fit_s = cpl_fit_s if entry.name == "cpl" else entry.fit_s
-        rows, scores = run_protocols(entries, clean, attacked, y, protocols=self.protocols, filters=self.filters,
-                                     held_out=self.held_out, seed=cfg.seed)  # fmt: skip
+        rows, scores = run_protocols(
+            entries, clean, attacked, y, protocols=self.protocols, filters=self.filters, held_out=self.held_out,
+            seed=cfg.seed,
+        )  # fmt: skip
         return self._record(ctx, pd.DataFrame(rows), pd.DataFrame(scores), start, reused)
 
     def _entries(self, sets: dict[str, dict[str, float]]) -> list[Entry]:
@@ -163,7 +157,7 @@ class DetectionStudy:
             kwargs = self.detector_args.get(name, {})
             if name == "cpl":
                 cpl = {"top_k": self.cpl["top_k"], "softmax": self.cpl["softmax"]}
-                entries += [Entry("cpl", make_detector("cpl", thresholds=s, **cpl), set_name) for set_name, s in sets.items()]
+                entries += [Entry("cpl", make_detector("cpl", thresholds=s, **cpl), key) for key, s in sets.items()]
             else:
                 entries.append(Entry(name, make_detector(name, layers=self.feature_layers, **kwargs)))
         return entries

@@ -12,8 +12,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from explainlab.attacks.pgd import LinfPGD
+from explainlab.methods.detection import Inputs
+from explainlab.methods.library import FactoredHAPs
 from explainlab.models.layers import ActivationRecorder
-from explainlab.runner.features import FeatureCache
+from explainlab.runner.features import FeatureCache, extract
 
 
 class AttackCache(FeatureCache):
@@ -105,3 +107,26 @@ def attacked_images(
     if cache is not None:
         cache.put(key, adv)
     return adv, False
+
+
+def detector_inputs(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    feature_layers: Sequence[str],
+    hap_layers: Sequence[str],
+    storage: tuple[Sequence[str], Any],
+    device: torch.device,
+    batch_size: int,
+) -> Inputs:
+    """What every detector reads of `images`: pooled features of `feature_layers`, logits and (when
+    `hap_layers`) the library study's patterns, held as `plan_storage` decided (factored, dtype)."""
+    batches = [(images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    pooled = pooled_features(model, batches, feature_layers, device=device)
+    forms: dict[str, Any] = {"pooled": pooled}
+    if hap_layers:
+        factored, dtypes = storage
+        haps = extract(model, batches, hap_layers, device=device, dtype=dtypes, with_logits=False, factored=factored)
+        forms["haps"] = {k: FactoredHAPs(v) if k in factored else v for k, v in haps.items() if k in hap_layers}
+    return Inputs(forms, pooled["logits"], labels)
