@@ -129,7 +129,8 @@ def main() -> None:
     few = x_te[:200]
     a = seconds(lambda: lid.layer_scores({"layer3": few}))
     b = seconds(lambda: lid_loop(few.double().numpy(), ref, 20, 10, 100), repeats=1)
-    np.testing.assert_allclose(lid.layer_scores({"layer3": few})[:, 0].numpy(), lid_loop(few.double().numpy(), ref, 20, 10, 100), rtol=1e-8)  # noqa: E501
+    expected = lid_loop(few.double().numpy(), ref, 20, 10, 100)
+    np.testing.assert_allclose(lid.layer_scores({"layer3": few})[:, 0].numpy(), expected, rtol=1e-8)
     print(f"| LID (k=20, 10 minibatches of 100), layer3, {len(few)} images | {a:.4f} | per-image numpy loop "
           f"(same numbers) | {b:.4f} | {b / a:.1f}x |")  # fmt: skip
 

@@ -31,8 +31,8 @@ def test_detect_study_writes_the_table_figures_and_reuses_attacks(compose, tmp_p
     metrics = run(cfg)
     out = Path(cfg.paths.output_dir)
     table = pd.read_csv(out / "results" / "detection.csv")
-    for column in ("scenario", "detector", "protocol", "threshold_set", "eps", "filtered", "attack_success_rate",
-                   "robust_accuracy", "auroc", "aupr", "fpr_at_95_tpr", "n_clean", "n_adv", "fit_s", "score_s"):  # fmt: skip
+    columns = "scenario detector protocol threshold_set eps filtered attack_success_rate robust_accuracy auroc aupr"
+    for column in [*columns.split(), "fpr_at_95_tpr", "n_clean", "n_adv", "fit_s", "score_s"]:
         assert column in table.columns, column
     # 6 detectors + 2 CPL threshold sets, 2 protocols, 2 filter settings, 2 eps.
     assert len(table) == 8 * 2 * 2 * 2
@@ -70,3 +70,20 @@ def test_detect_study_refuses_bad_settings_before_work(compose, override: str, k
 
 def test_detect_study_needs_an_attack(compose) -> None:
     assert_run_refuses(compose, ["method=detect", "attack=none"], "attack")
+
+
+def test_ood_scenario_scores_the_test_images_against_noise(compose) -> None:
+    cfg = compose(["method=detect", "method.scenario=ood", "recipe.epochs=1", "progress=false", "method.images=40",
+                   "method.detectors=[msp,mahalanobis,cpl]", "method.outliers=[uniform_noise,digits]"])  # fmt: skip
+    metrics = run(cfg)
+    table = pd.read_csv(Path(cfg.paths.output_dir) / "results" / "detection.csv")
+    assert set(table.outliers) == {"uniform_noise", "digits"} and set(table.scenario) == {"ood"}
+    assert not table.filtered.any() and table.attack_success_rate.isna().all() and len(table) == 3 * 2 * 2
+    # The digits' own test images are no outliers: chance level for every detector.
+    same = table[(table.outliers == "digits") & (table.protocol == "benign")]
+    assert same.auroc.tolist() == pytest.approx([0.5] * 3, abs=1e-9)
+    assert "auroc/msp/uniform_noise" in metrics
+
+
+def test_unknown_outlier_set_is_refused(compose) -> None:
+    assert_run_refuses(compose, ["method=detect", "method.scenario=ood", "method.outliers=[svhn]"], "method.outliers")

@@ -42,16 +42,17 @@ def auroc_vs_eps(table: pd.DataFrame, by: Sequence[str] = ()) -> plt.Figure:
     return fig
 
 
-def roc_curves(scores: pd.DataFrame) -> plt.Figure:
-    """ROC curves of every detector, one panel per eps (benign protocol, all images)."""
-    eps_values = sorted(scores["eps"].unique())
+def roc_curves(scores: pd.DataFrame, key: str = "eps") -> plt.Figure:
+    """ROC curves of every detector, one panel per eps (or outlier set: `key`), benign protocol,
+    all images."""
+    eps_values = list(dict.fromkeys(scores[key]))
     fig, axes = plt.subplots(1, len(eps_values), figsize=(3.4 * len(eps_values), 3.4), squeeze=False)
     for ax, eps in zip(axes[0], eps_values, strict=True):
-        for name, rows in scores[scores.eps == eps].groupby("detector", sort=False):
+        for name, rows in scores[scores[key] == eps].groupby("detector", sort=False):
             fpr, tpr, _ = roc_curve(rows["is_adversarial"].astype(int), rows["score"])
             ax.plot(fpr, tpr, label=name, **({"color": "black", "lw": 2} if name == "msp" else {"lw": 1.2}))
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        ax.set_title(f"eps={eps:g}", fontsize=9)
+        ax.set_title(f"eps={eps:g}" if key == "eps" else str(eps), fontsize=9)
         ax.set_xlabel("false positive rate")
     axes[0][0].set_ylabel("true positive rate")
     axes[0][-1].legend(fontsize=7, loc="lower right")
@@ -59,10 +60,12 @@ def roc_curves(scores: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def histograms(scores: pd.DataFrame, eps: float | None = None) -> plt.Figure:
-    """Clean vs attacked scores of each detector at one eps (default: the largest)."""
-    eps = max(scores["eps"]) if eps is None else eps
-    shown = scores[scores.eps == eps]
+def histograms(scores: pd.DataFrame, eps: float | str | None = None, key: str = "eps") -> plt.Figure:
+    """Clean vs attacked scores of each detector at one eps (default: the largest) or outlier set
+    (`key='outliers'`, default: the first)."""
+    eps = (max(scores[key]) if key == "eps" else scores[key].iloc[0]) if eps is None else eps
+    shown = scores[scores[key] == eps]
+    other = f"PGD eps={eps:g}" if key == "eps" else str(eps)
     names = list(dict.fromkeys(shown["detector"]))
     cols = min(4, len(names))
     rows_n = -(-len(names) // cols)
@@ -71,7 +74,7 @@ def histograms(scores: pd.DataFrame, eps: float | None = None) -> plt.Figure:
         rows = shown[shown.detector == name]
         bins = np.histogram_bin_edges(rows["score"], bins=30)
         ax.hist(rows[~rows.is_adversarial]["score"], bins=bins, alpha=0.6, label="clean")
-        ax.hist(rows[rows.is_adversarial]["score"], bins=bins, alpha=0.6, label=f"PGD eps={eps:g}")
+        ax.hist(rows[rows.is_adversarial]["score"], bins=bins, alpha=0.6, label=other)
         ax.set_title(name, fontsize=9)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")

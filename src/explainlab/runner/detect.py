@@ -27,6 +27,7 @@ from explainlab.models.loading import fingerprint
 from explainlab.results import detection_figures
 from explainlab.runner.context import RunContext
 from explainlab.runner.detection_inputs import AttackCache, attacked_images, cached_pooled_split, detector_inputs
+from explainlab.runner.detection_inputs import OUTLIER_SETS, outlier_images
 from explainlab.runner.features import FeatureCache, cached_split_features, plan_storage
 from explainlab.runner.inference import eval_device
 from explainlab.runner.train import ensure_trained, write_training_outputs
@@ -62,6 +63,8 @@ class DetectionStudy:
         held_out: float = 0.5,
         detector_args: Mapping[str, Any] | None = None,
         cpl: Mapping[str, Any] | None = None,
+        scenario: str = "adversarial",
+        outliers: Sequence[str] = ("uniform_noise",),
         hap_dtype: str = "float32",
         factored_taps: bool = True,
         progress: bool = True,
@@ -78,6 +81,12 @@ class DetectionStudy:
         if not 0.0 < float(held_out) < 1.0:
             raise ConfigValueError("method.held_out", held_out, "a fraction in (0, 1)")
         check_choice("method.hap_dtype", hap_dtype, _DTYPES)
+        check_choice("method.scenario", scenario, ("adversarial", "ood"))
+        self.scenario, self.outliers = scenario, list(_plain(outliers) or [])
+        for name in self.outliers:
+            check_choice("method.outliers", name, OUTLIER_SETS)
+        if scenario == "ood" and not self.outliers:
+            raise ConfigValueError("method.outliers", outliers, "at least one of " + ", ".join(OUTLIER_SETS))
         self.images, self.train_images, self.protocols = images, train_images, list(_plain(protocols))
         self.filters, self.held_out = [bool(f) for f in _plain(filter)], float(held_out)
         self.detector_args = {k: dict(v or {}) for k, v in dict(_plain(detector_args) or {}).items()}
@@ -98,9 +107,9 @@ class DetectionStudy:
         start = time.perf_counter()
         ctx = RunContext(cfg)
         resolve_layers(ctx.model, [*self.layers, *self.feature_layers], key="method.layers")
-        if not cfg.get("attack"):
+        if self.scenario == "adversarial" and not cfg.get("attack"):
             raise ConfigValueError("attack", None, "an attack (attack=pgd_linf): the study scores attacked images")
-        attack = instantiate(cfg.attack)
+        attack = instantiate(cfg.attack) if self.scenario == "adversarial" else None
         if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
             trained = ensure_trained(ctx)
             trained.pop("rank_zero", None)
@@ -122,7 +131,10 @@ class DetectionStudy:
         read |= {"storage": storage, "device": device, "batch_size": batch}
         clean = detector_inputs(model, x, y, **read)
         attacked, reused = {}, []
-        for eps in attack.eps_list:
+        for name in self.outliers if attack is None else ():
+            other = outlier_images(name, len(y), x.shape[1], x.shape[-1], seed=cfg.seed, data_dir=cfg.paths.data_dir)
+            attacked[name] = detector_inputs(model, other, y, **read)
+        for eps in attack.eps_list if attack is not None else ():
             adv, hit = attacked_images(
                 model, attack.with_eps(eps), x, y, seed=cfg.seed, device=device, cache=AttackCache(cfg.paths.cache_dir),
                 spec={**spec, "images": f"test[0:{len(y)}]"},
@@ -147,7 +159,7 @@ class DetectionStudy:
             entry.fit_s = cpl_fit_s if entry.name == "cpl" else entry.fit_s
         rows, scores = run_protocols(
             entries, clean, attacked, y, protocols=self.protocols, filters=self.filters, held_out=self.held_out,
-            seed=cfg.seed,
+            seed=cfg.seed, scenario=self.scenario, key="eps" if attack is not None else "outliers",
         )  # fmt: skip
         return self._record(ctx, pd.DataFrame(rows), pd.DataFrame(scores), start, reused)
 
@@ -164,29 +176,34 @@ class DetectionStudy:
 
     def _record(self, ctx: RunContext, table: pd.DataFrame, scores: pd.DataFrame, start: float, reused: list) -> dict:
         rec, cfg = ctx.recorder, ctx.cfg
+        key = "eps" if self.scenario == "adversarial" else "outliers"
         rec.save_config(cfg)
         rec.save_table("detection", table)
         rec.save_table("detection_scores", scores)
-        rec.save_figure("detection_auroc", detection_figures.auroc_vs_eps(table))
-        rec.save_figure("detection_roc", detection_figures.roc_curves(scores))
-        rec.save_figure("detection_histograms", detection_figures.histograms(scores))
+        if key == "eps":
+            rec.save_figure("detection_auroc", detection_figures.auroc_vs_eps(table))
+        rec.save_figure("detection_roc", detection_figures.roc_curves(scores, key))
+        rec.save_figure("detection_histograms", detection_figures.histograms(scores, key=key))
         metrics: dict[str, Any] = {"seconds": time.perf_counter() - start, "attacks_reused": sum(reused)}
         headline: dict[str, Any] = {}
         main = table[(table.protocol == "benign") & (~table.filtered)] if "auroc" in table else table.iloc[:0]
-        for eps, rows in main.groupby("eps"):
+        for at, rows in main.groupby(key, sort=False):
+            at = f"{key}={at:g}" if key == "eps" else str(at)
             msp = rows[rows.detector == "msp"]["auroc"]
             base = f"msp {msp.iloc[0]:.3f}, " if len(msp) else ""
             first = rows.iloc[0]
-            headline[f"eps={eps:g}: attack success / robust acc."] = (
-                f"{first.attack_success_rate:.3f} / {first.robust_accuracy:.3f}"
-            )
+            if key == "eps":
+                headline[f"{at}: attack success / robust acc."] = (
+                    f"{first.attack_success_rate:.3f} / {first.robust_accuracy:.3f}"
+                )
             for row in rows.itertuples():
                 label = row.detector + (f"[{row.threshold_set}]" if row.threshold_set else "")
-                metrics[f"auroc/{label}/eps={eps:g}"] = row.auroc
+                metrics[f"auroc/{label}/{at}"] = row.auroc
                 if row.detector != "msp":
-                    headline[f"eps={eps:g} AUROC {label}"] = f"{row.auroc:.3f} ({base}chance 0.5)"
-        headline["attacked images from the cache"] = f"{sum(reused)} of {len(reused)} radii"
+                    headline[f"{at} AUROC {label}"] = f"{row.auroc:.3f} ({base}chance 0.5)"
+        if reused:
+            headline["attacked images from the cache"] = f"{sum(reused)} of {len(reused)} radii"
         headline["time"] = f"{metrics['seconds']:.1f} s"
         rec.log_metrics(metrics)
-        rec.summary(f"explainlab detect: {cfg.model.name} on {ctx.datamodule.name}", headline)
+        rec.summary(f"explainlab detect ({self.scenario}): {cfg.model.name} on {ctx.datamodule.name}", headline)
         return metrics

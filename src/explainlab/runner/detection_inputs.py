@@ -130,3 +130,33 @@ def detector_inputs(
         haps = extract(model, batches, hap_layers, device=device, dtype=dtypes, with_logits=False, factored=factored)
         forms["haps"] = {k: FactoredHAPs(v) if k in factored else v for k, v in haps.items() if k in hap_layers}
     return Inputs(forms, pooled["logits"], labels)
+
+
+def as_input_shape(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """Images of another data set in the model's input shape, in [0, 1]: grey-scaled (channel mean)
+    or repeated to `channels`, resized (bilinear) to size x size."""
+    images = images.float()
+    if images.shape[1] != channels:
+        images = images.mean(1, keepdim=True).expand(-1, channels, -1, -1)
+    if images.shape[-1] != size or images.shape[-2] != size:
+        images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return images.clamp(0, 1).contiguous()
+
+
+OUTLIER_SETS = ("uniform_noise", "mnist", "cifar10", "digits")
+
+
+def outlier_images(name: str, n: int, channels: int, size: int, *, seed: int, data_dir: str | None) -> torch.Tensor:
+    """n out-of-distribution images in the model's input shape: 'uniform_noise' (seeded U(0, 1)) or
+    the first n test images of 'mnist', 'cifar10' (read without the checksum test) or 'digits'."""
+    from explainlab.data import CIFAR10DataModule, DigitsDataModule, MNISTDataModule
+
+    if name == "uniform_noise":
+        return torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(seed))
+    modules = {
+        "mnist": lambda: MNISTDataModule(root=data_dir, download=False, val_size=0, limit_test=n),
+        "cifar10": lambda: CIFAR10DataModule(root=data_dir, download=False, verify=False, val_size=0, limit_test=n),
+        "digits": lambda: DigitsDataModule(val_size=0, limit_test=n),
+    }
+    images, _ = modules[name]().dataset("test")[0:n]
+    return as_input_shape(images, channels, size)

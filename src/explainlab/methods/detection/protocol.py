@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from math import nan
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from explainlab.methods.detection.base import Detector, DetectorInputError, Laye
 from explainlab.methods.detection.metrics import attack_context, detection_metrics, held_out_split, lee_filter
 
 log = logging.getLogger(__name__)
+_CONTEXT = ("attack_success_rate", "robust_accuracy", "clean_accuracy")
 
 
 @dataclass
@@ -77,13 +79,18 @@ def run_protocols(
     held_out: float = 0.5,
     seed: int = 0,
     scenario: str = "adversarial",
+    key: str = "eps",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of detection.csv and of detection_scores.csv (benign scores per image).
 
     clean: the N scored images; attacked: {eps: the same N images attacked}; labels: (N,) true
     classes. Fitted detectors expected (`fit_all`). A (protocol, filter) cell with fewer than 2
     images is reported with empty metrics and a note, not dropped.
+    scenario 'ood': `attacked` is {outlier set name: N other images} (column `key`, e.g.
+    'outliers'); no attack context (NaN) and no filter.
     """
+    if scenario == "ood":
+        filters = [f for f in filters if not f]
     n = len(labels)
     fit_idx, eval_idx = held_out_split(n, held_out, seed)
     clean_pred = clean.logits.argmax(1)
@@ -95,7 +102,7 @@ def run_protocols(
         score_s[i] = time.perf_counter() - start
     for eps, adv in attacked.items():
         adv_pred = adv.logits.argmax(1)
-        context = attack_context(labels, clean_pred, adv_pred)
+        context = attack_context(labels, clean_pred, adv_pred) if scenario != "ood" else dict.fromkeys(_CONTEXT, nan)
         flipped = lee_filter(labels, clean_pred, adv_pred)
         for i, entry in enumerate(entries):
             det = entry.detector
@@ -113,7 +120,7 @@ def run_protocols(
                             try:
                                 det.fit_combiner(clean_raw[i][fit_rows], adv_raw[fit_rows], seed=seed)
                             except DetectorInputError as err:
-                                rows.append(_row(scenario, entry, protocol, eps, filtered, context, note=str(err)))
+                                rows.append(_row(scenario, entry, protocol, (key, eps), filtered, context, note=str(err)))
                                 continue
                     else:
                         scored = torch.nonzero(keep).flatten()
@@ -127,24 +134,24 @@ def run_protocols(
                     except DetectorInputError as err:
                         if "NaN" in str(err):
                             raise
-                        rows.append(_row(scenario, entry, protocol, eps, filtered, context, note=str(err)))
+                        rows.append(_row(scenario, entry, protocol, (key, eps), filtered, context, note=str(err)))
                         continue
                     extra = {"n_clean": len(c), "n_adv": len(a), "fit_s": entry.fit_s, "score_s": seconds}
-                    rows.append(_row(scenario, entry, protocol, eps, filtered, context, **metrics, **extra))
+                    rows.append(_row(scenario, entry, protocol, (key, eps), filtered, context, **metrics, **extra))
                     if protocol == "benign" and not filtered:
-                        score_rows += _scores(entry, eps, c, a)
+                        score_rows += _scores(entry, (key, eps), c, a)
             if layerwise:
                 det.reset_combiner()
     return rows, score_rows
 
 
-def _row(scenario: str, entry: Entry, protocol: str, eps: float, filtered: bool, context: dict, **values) -> dict:
+def _row(scenario: str, entry: Entry, protocol: str, at: tuple, filtered: bool, context: dict, **values) -> dict:
     return {
         "scenario": scenario,
         "detector": entry.name,
         "protocol": protocol,
         "threshold_set": entry.threshold_set,
-        "eps": eps,
+        at[0]: at[1],
         "filtered": filtered,
         "attack_success_rate": context["attack_success_rate"],
         "robust_accuracy": context["robust_accuracy"],
@@ -153,10 +160,10 @@ def _row(scenario: str, entry: Entry, protocol: str, eps: float, filtered: bool,
     }
 
 
-def _scores(entry: Entry, eps: float, clean: torch.Tensor, attacked: torch.Tensor) -> list[dict[str, Any]]:
+def _scores(entry: Entry, at: tuple, clean: torch.Tensor, attacked: torch.Tensor) -> list[dict[str, Any]]:
     label = entry.name + (f"[{entry.threshold_set}]" if entry.threshold_set else "")
     return [
-        {"detector": label, "eps": eps, "index": j, "is_adversarial": is_adv, "score": float(v)}
+        {"detector": label, at[0]: at[1], "index": j, "is_adversarial": is_adv, "score": float(v)}
         for is_adv, values in ((False, clean), (True, attacked))
         for j, v in enumerate(values.tolist())
     ]
