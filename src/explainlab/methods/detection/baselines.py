@@ -16,34 +16,33 @@ from pytorch_ood.detector import KNN, EnergyBased, MaxSoftmax
 from explainlab.methods.detection.base import Detector, DetectorInputError, Features, LayerwiseDetector
 
 
-class MSP(Detector):
+class _LogitScore(Detector):
+    """A score of the logits alone, temperature T; pytorch-ood's static `score` function."""
+
+    needs_train = False
+    feature_form = None
+    formula = staticmethod(MaxSoftmax.score)
+
+    def __init__(self, temperature: float = 1.0, layers: Sequence[str] = ()) -> None:
+        super().__init__(())
+        self.temperature = float(temperature)
+
+    def _score(self, features: Features, logits: torch.Tensor | None) -> torch.Tensor:
+        return self.formula(logits.double(), self.temperature)
+
+
+class MSP(_LogitScore):
     """-max softmax probability of the logits / T (pytorch-ood MaxSoftmax): the baseline."""
 
     name = "msp"
-    needs_train = False
-    feature_form = None
-
-    def __init__(self, temperature: float = 1.0, layers: Sequence[str] = ()) -> None:
-        super().__init__(())
-        self.temperature = float(temperature)
-
-    def _score(self, features: Features, logits: torch.Tensor | None) -> torch.Tensor:
-        return MaxSoftmax.score(logits.double(), self.temperature)
+    formula = staticmethod(MaxSoftmax.score)
 
 
-class Energy(Detector):
+class Energy(_LogitScore):
     """Energy -T logsumexp(logits / T) (pytorch-ood EnergyBased); higher = more likely OOD."""
 
     name = "energy"
-    needs_train = False
-    feature_form = None
-
-    def __init__(self, temperature: float = 1.0, layers: Sequence[str] = ()) -> None:
-        super().__init__(())
-        self.temperature = float(temperature)
-
-    def _score(self, features: Features, logits: torch.Tensor | None) -> torch.Tensor:
-        return EnergyBased.score(logits.double(), self.temperature)
+    formula = staticmethod(EnergyBased.score)
 
 
 class KNNDistance(Detector):
