@@ -62,6 +62,7 @@ def test_detect_study_writes_the_table_figures_and_reuses_attacks(compose, tmp_p
         ("method.images=1", "method.images"),
         ("method.held_out=1.0", "method.held_out"),
         ("method.protocols=[benign,oracle]", "method.protocols"),
+        ("method.cpl.threshold_sets={a:{conv1:0.5}}", "method.cpl.threshold_sets.a"),
     ],
 )
 def test_detect_study_refuses_bad_settings_before_work(compose, override: str, key: str) -> None:

@@ -110,6 +110,8 @@ class DetectionStudy:
         if self.scenario == "adversarial" and not cfg.get("attack"):
             raise ConfigValueError("attack", None, "an attack (attack=pgd_linf): the study scores attacked images")
         attack = instantiate(cfg.attack) if self.scenario == "adversarial" else None
+        sets = self.threshold_sets() if "cpl" in self.detectors else {}
+        entries, cpl_fit_s = self._entries(sets), 0.0  # built before any work: bad arguments fail here
         if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
             trained = ensure_trained(ctx)
             trained.pop("rank_zero", None)
@@ -118,7 +120,6 @@ class DetectionStudy:
         model, data = ctx.model.eval().to(device), ctx.datamodule
         spec = {"model": fingerprint(ctx.model), "data": ctx.data_spec(drop=("batch_size",))}
         cache, batch = FeatureCache(cfg.paths.cache_dir), data.eval_batch_size
-        sets = self.threshold_sets() if "cpl" in self.detectors else {}
         train_split = data.dataset("train")
         pooled = cached_pooled_split(
             model, train_split, self.feature_layers, spec={**spec, "split": "train"}, cache=cache, batch_size=batch,
@@ -140,7 +141,6 @@ class DetectionStudy:
                 spec={**spec, "images": f"test[0:{len(y)}]"},
             )  # fmt: skip
             attacked[eps], reused = detector_inputs(model, adv, y, **read), [*reused, hit]
-        entries, cpl_fit_s = self._entries(sets), 0.0
         if sets:  # every threshold set's libraries from one construction pass per layer
             haps = cached_split_features(
                 model, train_split, self.layers, spec={**spec, "split": "train"}, cache=cache, batch_size=batch,
@@ -170,8 +170,11 @@ class DetectionStudy:
             if name == "cpl":
                 cpl = {"top_k": self.cpl["top_k"], "softmax": self.cpl["softmax"]}
                 entries += [Entry("cpl", make_detector("cpl", thresholds=s, **cpl), key) for key, s in sets.items()]
-            else:
+                continue
+            try:
                 entries.append(Entry(name, make_detector(name, layers=self.feature_layers, **kwargs)))
+            except TypeError as err:
+                raise ConfigValueError(f"method.detector_args.{name}", kwargs, f"arguments {name} takes ({err})") from err
         return entries
 
     def _record(self, ctx: RunContext, table: pd.DataFrame, scores: pd.DataFrame, start: float, reused: list) -> dict:
