@@ -70,3 +70,4 @@ def test_too_few_images_after_the_filter_are_reported_not_dropped() -> None:
     rows, _ = run_protocols(entries, clean, attacked, labels, protocols=("benign",))
     filtered = [r for r in rows if r["filtered"]]
     assert len(filtered) == 1 and "auroc" not in filtered[0] and ">= 2 clean" in filtered[0]["note"]
+    assert all(r["note"] == "" for r in rows if not r["filtered"])

@@ -156,6 +156,7 @@ def _row(scenario: str, entry: Entry, protocol: str, at: tuple, filtered: bool, 
         "attack_success_rate": context["attack_success_rate"],
         "robust_accuracy": context["robust_accuracy"],
         "clean_accuracy": context["clean_accuracy"],
+        "note": "",
         **values,
     }
 
