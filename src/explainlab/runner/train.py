@@ -271,6 +271,7 @@ class EvaluateTask:
         num_classes = cfg.model.num_classes
         preds = logits.argmax(1)
         result = {f"{self.split}/{k}": v for k, v in scored.items()} | {"weights": source}
+        result["model_fingerprint"] = fingerprint(ctx.model)
         confusion = torchmetrics.functional.confusion_matrix(preds, labels, task="multiclass", num_classes=num_classes)
         classes = list(ctx.datamodule.classes) or [str(i) for i in range(num_classes)]
         per_class = pd.DataFrame(
