@@ -66,10 +66,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     Each call is one dashboard run: a wandb run opened by the task is finished when it returns.
     """
-    from explainlab.results.dashboards import finish_dashboards
-
     import lightning
 
+    from explainlab.results.dashboards import finish_dashboards
     from explainlab.results.io import remove_orphans
     from explainlab.runner.context import validate_config
 

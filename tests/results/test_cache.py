@@ -43,6 +43,10 @@ def test_content_check_catches_changed_values_shape_and_dtype() -> None:
     # Large tensors are sampled: the hash costs O(65k) elements, not O(n).
     big = torch.zeros(1 << 20)
     assert content_hash(big) != content_hash(big.view(1024, 1024))
+    huge = torch.zeros((1 << 25) + 3, dtype=torch.uint8)  # beyond float32's exact integers
+    before = content_hash(huge)
+    huge[-1] = 1  # the last element is always sampled
+    assert content_hash(huge) != before
 
 
 def test_rejected_entry_is_moved_aside(tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ def content_hash(tensor: torch.Tensor, *, sample: int = 1 << 16) -> str:
     """
     flat = tensor.detach().reshape(-1)
     if flat.numel() > sample:
-        flat = flat[torch.linspace(0, flat.numel() - 1, sample).long()]
+        # Integer positions (a float linspace rounds past the end for numel > 2**24).
+        flat = flat[torch.arange(sample, dtype=torch.int64) * (flat.numel() - 1) // (sample - 1)]
     h = hashlib.sha256(f"{tuple(tensor.shape)}|{tensor.dtype}".encode())
     if flat.numel():
         h.update(flat.cpu().contiguous().view(torch.uint8).numpy().tobytes())

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 from torch import nn
 
-from explainlab.errors import CheckpointError, check_choice
+from explainlab.errors import CheckpointError, NonFiniteModelError, check_choice
 from explainlab.results import figures
 from explainlab.models.loading import fingerprint
 from explainlab.runner.checkpoint_cache import CheckpointCache, cache_key, is_rank_zero_process
@@ -164,8 +164,10 @@ def _train_or_reuse(
     metrics = {"test/acc": tested["acc"], "test/loss": tested["loss"]}
     try:
         result["cache_path"] = str(cache.put(spec, model.net.state_dict(), metrics))
-    finally:  # a non-finite model is not resumed either
-        partial.unlink(missing_ok=True)
+    except NonFiniteModelError:
+        partial.unlink(missing_ok=True)  # a non-finite model is not resumed either
+        raise
+    partial.unlink(missing_ok=True)
     return {**result, **metrics}
 
 
