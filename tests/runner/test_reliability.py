@@ -198,6 +198,7 @@ BAD_VALUES = [
     (["trainer.max_epochs=-1"], "trainer.max_epochs"),
     (["model.in_channels=3"], "model.in_channels"),
     (["model.mean=[0.5,0.5]"], "model.mean"),
+    (["model=resnet20"], "model='resnet20'"),  # a CIFAR model on the 1-channel digits
 ]
 
 

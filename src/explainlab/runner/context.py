@@ -131,6 +131,8 @@ def _check_channels(cfg: DictConfig) -> None:
     model, dataset = cfg.get("model"), cfg.get("dataset")
     if model is None or dataset is None or "in_channels" not in dataset:
         return
+    if (cfg.get("method") or {}).get("image_paths"):  # images come from files, not from the data set
+        return
     name = str(dataset.get("_target_", "")).rsplit(".", 1)[-1]
     channels = dataset.in_channels
     if model.get("in_channels") is not None and model.in_channels != channels:
@@ -141,9 +143,9 @@ def _check_channels(cfg: DictConfig) -> None:
         values = model.get(key)
         if values is not None and not isinstance(values, (int, float)) and len(values) not in (1, channels):
             raise ConfigValueError(
-                f"model.{key}", list(values),
-                f"1 or {channels} values (dataset {name} has {channels}-channel images; model {model.get('name')} "
-                f"is configured for {len(values)}-channel images: pick a model config made for this data set)",
+                "model", model.get("name"),
+                f"a model for the {channels}-channel images of dataset {name}: this model config is made for "
+                f"{len(values)}-channel images (model.{key} has {len(values)} values, one per channel)",
             )  # fmt: skip
 
 
