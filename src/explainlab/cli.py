@@ -3,13 +3,20 @@
 The `method` group names a task class (`_target_`); the task gets the whole config, does its
 work, writes the run directory and prints a summary. Its metrics dict is returned, and a float
 `objective` key (when present) is handed to Hydra sweepers.
+
+Guarantees (docs/usage.md, "What is guaranteed"): the config is checked before anything is built;
+every random generator is seeded from `seed` here, before the method, data or model exist; SIGTERM
+ends the run with exit code 143 and `status.json` saying `interrupted` (its metrics.json is renamed
+`metrics.interrupted.json`, so it never looks finished); a config error exits 2 with one line.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,7 +29,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, read_write
 
-from explainlab.errors import ExplainlabError
+from explainlab.errors import ExplainlabError, RunInterrupted
 
 # The config groups ship inside the package (src/explainlab/conf/, package data), so a wheel runs
 # as well as an editable install; EXPLAINLAB_CONF points elsewhere, e.g. for a copied tree.
@@ -30,6 +37,8 @@ CONF_DIR = os.environ.get("EXPLAINLAB_CONF") or str(Path(__file__).resolve().par
 
 log = logging.getLogger("explainlab")
 
+EXIT_CONFIG_ERROR = 2
+EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, what shells and batch systems expect after SIGTERM
 _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "PL_GLOBAL_SEED")
 
 
@@ -57,9 +66,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     Each call is one dashboard run: a wandb run opened by the task is finished when it returns.
     """
+    import lightning
+
     from explainlab.results.dashboards import finish_dashboards
+    from explainlab.results.io import remove_orphans
+    from explainlab.runner.context import validate_config
 
     quiet_library_logs()
+    validate_config(cfg)  # bad values are named before anything is built, loaded or trained
+    # The one seeding of the run: before the method, data or model are built.
+    lightning.seed_everything(cfg.seed, workers=True, verbose=False)
+    cache_dir = cfg.get("paths", {}).get("cache_dir")
+    if cache_dir:
+        remove_orphans(cache_dir)
     try:
         task = instantiate(cfg.method)
     except InstantiationException as err:
@@ -105,18 +124,53 @@ def main() -> None:
             check_override_keys(args.overrides)
         except ExplainlabError as err:
             print(f"explainlab: error: {err}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(EXIT_CONFIG_ERROR)
         except Exception:  # malformed overrides, unknown options: Hydra reports those itself below
             pass
     hydra_main()
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise RunInterrupted(signum)
+
+
+def write_status(output_dir: str | Path, status: str, **details: Any) -> None:
+    """The run's `status.json` (running, completed, failed, interrupted), as the sweep callback writes it."""
+    from explainlab.results.io import atomic_write_json
+    from explainlab.sweep import STATUS_FILE
+
+    atomic_write_json(Path(output_dir) / STATUS_FILE, {"status": status, **details})
+
+
+def mark_interrupted(output_dir: str | Path, signum: int) -> None:
+    """Leave an interrupted run's folder so that nothing in it looks finished."""
+    output_dir = Path(output_dir)
+    metrics = output_dir / "metrics.json"
+    if metrics.is_file():
+        os.replace(metrics, output_dir / "metrics.interrupted.json")
+    write_status(
+        output_dir,
+        "interrupted",
+        error=f"stopped by signal {signum} before the run finished",
+        resume="run the same command again: finished cache entries are reused and an interrupted training "
+        "resumes from its last completed epoch",
+    )
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     pin_ddp_children_to_this_job()
     ddp_environment = {name: os.environ.get(name) for name in _DDP_ENV}
+    output_dir = HydraConfig.get().runtime.output_dir
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main_thread else None
     try:
         metrics = run(cfg)
+    except RunInterrupted as stop:
+        log.error("interrupted by signal %d: run marked interrupted in %s", stop.signum, output_dir)
+        mark_interrupted(output_dir, stop.signum)
+        print(f"explainlab: interrupted (signal {stop.signum}); rerun the same command to resume", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except (ExplainlabError, InstantiationException) as err:
         cause = (
             err.__cause__
@@ -128,9 +182,12 @@ def hydra_main(cfg: DictConfig) -> float | None:
         log.error("%s", cause)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise cause from None  # only this job fails: Hydra runs the others, then reports it
+        write_status(output_dir, "failed", error=f"{type(cause).__name__}: {cause}")
         print(f"explainlab: error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG_ERROR)
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
         # The next job of a sequential sweep starts a new DDP group with new worker processes.
         # Lightning leaves LOCAL_RANK etc. in this process's environment; the next job would take
         # them to mean that someone else launches its workers, and wait for them forever.

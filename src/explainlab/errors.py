@@ -21,6 +21,10 @@ class DatasetNotFoundError(ExplainlabError, FileNotFoundError):
     """An offline data set is missing; the message says which folder to fill."""
 
 
+class DataFileError(ExplainlabError, ValueError):
+    """A data file exists but is damaged or holds something else; the message names the file."""
+
+
 class CheckpointError(ExplainlabError):
     """A checkpoint file is unreadable or does not fit the model."""
 
@@ -49,3 +53,18 @@ def check_float(key: str, value: object, *, low: float, high: float, closed: boo
     if not ok:
         bounds = f"[{low}, {high}]" if closed else f"({low}, {high})"
         raise ConfigValueError(key, value, f"a number in {bounds}")
+
+
+class NonFiniteModelError(ExplainlabError):
+    """Training produced NaN/inf weights or test loss: nothing is cached, the spec is named."""
+
+
+class RunInterrupted(BaseException):
+    """SIGTERM arrived (a batch system's time limit, `kill`): the run stops, marked interrupted.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"received signal {signum}")

@@ -10,6 +10,8 @@
   first, hydra-ecosystem/hydra#3439). The callback does what the fix does. It then resolves the sweep
   folder once and hands it to every job, so that jobs whose task differs (`-m method=a,b`,
   `-m experiment=x,y`) still land in one folder.
+- on_job_start: writes `status.json` saying `running` (a killed job keeps it; SIGTERM makes it
+  `interrupted`, explainlab.cli).
 - on_job_end: writes `status.json` into the job's folder (completed or failed, with the error), so that
   a collector can tell failed jobs from finished and from interrupted ones.
 - on_multirun_end: writes `<sweep>/collected/` (explainlab.results.collect). Hydra's basic sweeper
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,14 @@ class SweepCallback(Callback):
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.overrides.hydra.append(f"hydra.sweep.dir={quote_override_value(sweep_dir)}")
         self._sweep_dir = Path(sweep_dir).resolve()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """status.json says `running` until the job ends: a killed job (SIGKILL) never looks finished."""
+        from lightning.pytorch.utilities import rank_zero_only
+
+        if getattr(rank_zero_only, "rank", 0) == 0:
+            output_dir = Path(config.hydra.runtime.output_dir)
+            atomic_write_json(output_dir / STATUS_FILE, {"status": "running", "pid": os.getpid()})
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         from lightning.pytorch.utilities import rank_zero_only

@@ -10,7 +10,7 @@ import torch
 
 from explainlab.data import CIFAR10DataModule, DigitsDataModule, MNISTDataModule, SyntheticDataModule
 from explainlab.data.cifar10 import read_cifar10_batch
-from explainlab.errors import ConfigValueError, DatasetNotFoundError
+from explainlab.errors import ConfigValueError, DataFileError, DatasetNotFoundError
 
 
 def test_digits_is_real_sklearn_data() -> None:
@@ -88,8 +88,38 @@ def test_cifar_reader_refuses_code_in_pickles(tmp_path: Path) -> None:
 
     bad = tmp_path / "data_batch_1"
     bad.write_bytes(pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [0], "x": Path("/")}))
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    with pytest.raises(DataFileError, match="data_batch_1 is not a CIFAR-10 batch: refusing"):
         read_cifar10_batch(bad)
+
+
+def _batch(**entry: object) -> bytes:
+    import pickle
+
+    return pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 9]} | entry)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty file"),
+        (_batch()[:100], "truncated"),
+        (__import__("pickle").dumps([1, 2]), "expected a dict with 'data' and 'labels'"),
+        (_batch(data=np.zeros((2, 3072), np.float32)), "uint8 array of pixels 0-255, found float32"),
+        (_batch(labels=[0, 10]), r"labels must be integers in \[0, 9\].*\[10\]"),
+        (_batch(labels=[0, -1]), r"labels must be integers in \[0, 9\]"),
+        (_batch(labels=[0.5, 1.0]), "labels must be integers"),
+        (_batch(labels=[0]), "expected \\(N, 3072\\) and N labels"),
+        (_batch(data=np.zeros((2, 1024), np.uint8)), "expected \\(N, 3072\\) and N labels"),
+    ],
+    ids=["empty", "truncated", "wrong structure", "float pixels", "label 10", "label -1", "float labels",
+         "too few labels", "wrong image size"],
+)  # fmt: skip
+def test_damaged_cifar_batch_is_refused_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    bad = tmp_path / "data_batch_3"
+    bad.write_bytes(content)
+    with pytest.raises(DataFileError, match=message) as err:
+        read_cifar10_batch(bad)
+    assert str(bad) in str(err.value)
 
 
 def test_local_cifar_copy_with_verify_false(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from explainlab.errors import CheckpointError
 from explainlab.models import build_model, fingerprint, load_weights, pretrained_cifar_resnet
-from explainlab.models.loading import AKAMASTER_FILES, pretrained_path
+from explainlab.models.loading import AKAMASTER_FILES, check_hash_prefix, pretrained_path
 
 
 def test_round_trip_with_module_prefix(tmp_path: Path) -> None:
@@ -50,6 +51,28 @@ def test_offline_pretrained_without_file_says_where(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     with pytest.raises(CheckpointError, match=r"EXPLAINLAB_MODELS"):
         pretrained_path("resnet44", "akamaster", cache_dir=tmp_path)
+
+
+def test_published_files_are_checked_against_the_hash_in_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = tmp_path / "ok"
+    good.mkdir()
+    content = b"weights"
+    name = f"net-{hashlib.sha256(content).hexdigest()[:8]}.th"
+    (good / name).write_bytes(content)
+    assert check_hash_prefix(good / name) == good / name
+    (good / "resnet44-014dd654.th").write_bytes(b"a truncated download")
+    with pytest.raises(CheckpointError, match=r"resnet44-014dd654.th is damaged .*name promises 014dd654"):
+        pretrained_path("resnet44", "akamaster", cache_dir=tmp_path, search_dir=str(good))
+    # A download hands torch.hub the prefix, which checks it before moving the file in place.
+    seen = {}
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, dst, **kw: seen.update(kw) or
+                        Path(dst).write_bytes(b""))  # fmt: skip
+    pretrained_path("resnet20", "akamaster", cache_dir=tmp_path)
+    assert seen["hash_prefix"] == "12fca82f"
+    with pytest.raises(CheckpointError, match="is damaged"):  # a bad file in the download cache, on its next use
+        pretrained_path("resnet20", "akamaster", cache_dir=tmp_path)
 
 
 @pytest.mark.shared_data

@@ -114,6 +114,18 @@ def test_override_column_does_not_overwrite_a_table_column(tmp_path: Path) -> No
     assert merged["seed"].tolist() == [7, 7] and merged["seed (override)"].tolist() == [0, 1]
 
 
+def test_tables_of_interrupted_and_running_jobs_are_left_out(tmp_path: Path) -> None:
+    """SIGTERM leaves `interrupted`, SIGKILL leaves `running`: their tables may be partial."""
+    statuses = ["completed", "interrupted", "running"]
+    jobs = {
+        str(i): {"overrides": [f"seed={i}"], "status": status, "tables": {"t": pd.DataFrame({"x": [i]})}}
+        for i, status in enumerate(statuses)
+    }
+    collected = collect_sweep(make_sweep(tmp_path, ["seed=0,1,2"], jobs))
+    assert pd.read_csv(tmp_path / "sweep" / "collected" / "t.csv")["x"].tolist() == [0]
+    assert "job 1 interrupted" in collected.report() and "job 2 running" in collected.report()
+
+
 @pytest.mark.parametrize(
     "swept,fingerprints,marked",
     [

@@ -11,11 +11,15 @@ from torchvision.datasets import CIFAR10
 
 from explainlab.data.base import ImageDataModule
 from explainlab.data.paths import resolve_data_root
-from explainlab.errors import DatasetNotFoundError
+from explainlab.errors import DataFileError, DatasetNotFoundError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle asks for something a CIFAR batch never holds."""
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -33,21 +37,52 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from a CIFAR-10 batch file")
+        raise _Refused(f"refusing to unpickle {module}.{name} from a CIFAR-10 batch file")
 
 
-def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One python-format CIFAR-10 batch: uint8 images (N, 3, 32, 32) and int64 labels (N,)."""
-    with open(path, "rb") as f:
-        entry = _ArrayUnpickler(f, encoding="latin1").load()
+def read_cifar10_batch(path: Path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """One python-format CIFAR-10 batch: uint8 images (N, 3, 32, 32) and int64 labels (N,).
+
+    Refuses, naming the file (DataFileError): an empty or truncated file, one that is not a pickled
+    dict of `data` and `labels`, images that are not (N, 3072) uint8 (float pixels would wrap
+    silently in a cast), labels that are not integers in [0, num_classes) or not one per image.
+    """
+    try:
+        with open(path, "rb") as f:
+            entry = _ArrayUnpickler(f, encoding="latin1").load()
+    except _Refused as err:
+        raise DataFileError(f"{path} is not a CIFAR-10 batch: {err} (nothing from it was run).") from err
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError) as err:
+        size = path.stat().st_size if path.is_file() else 0
+        raise DataFileError(
+            f"{path} is not a readable CIFAR-10 batch ({'empty file' if size == 0 else f'{size} bytes'}: "
+            f"{type(err).__name__}: {err}); it may be truncated: copy it again."
+        ) from err
+    if not isinstance(entry, dict) or "data" not in entry or not ({"labels", "fine_labels"} & set(entry)):
+        keys = sorted(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__
+        raise DataFileError(f"{path} is not a CIFAR-10 batch: expected a dict with 'data' and 'labels', found {keys}.")
+    data = entry["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataFileError(f"{path}: CIFAR-10 images must be a uint8 array of pixels 0-255, found {kind}.")
     labels = entry.get("labels", entry.get("fine_labels"))
-    data = np.asarray(entry["data"], dtype=np.uint8)
-    if labels is None or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise DatasetNotFoundError(
-            f"{path} is not a CIFAR-10 batch: data {data.shape}, labels "
-            f"{None if labels is None else len(labels)} (expected (N, 3072) and N labels)."
+    try:
+        label_array = np.asarray(labels)
+    except Exception:  # ragged
+        label_array = np.asarray([], dtype=object)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or label_array.ndim != 1 or len(label_array) != len(data):
+        raise DataFileError(
+            f"{path} is not a CIFAR-10 batch: data {data.shape}, labels {label_array.shape} "
+            f"(expected (N, 3072) and N labels)."
         )
-    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+    integers = label_array.dtype.kind in "iu"
+    outside = label_array[(label_array < 0) | (label_array >= num_classes)] if integers else label_array
+    if len(outside):
+        raise DataFileError(
+            f"{path}: labels must be integers in [0, {num_classes - 1}], found {label_array.dtype} "
+            f"values such as {outside[:3].tolist()}."
+        )
+    return data.reshape(-1, 3, 32, 32), label_array.astype(np.int64)
 
 
 class CIFAR10DataModule(ImageDataModule):
@@ -57,7 +92,8 @@ class CIFAR10DataModule(ImageDataModule):
     download: fetch the archive when absent (torchvision; needs network).
     verify: true reads through torchvision, which checks the published md5 of every batch file;
         false reads a local copy (e.g. a re-encoded one) without the checksum test, checking that
-        every file exists and holds (N, 3072) uint8 images with N labels instead.
+        every file exists and holds (N, 3072) uint8 images with N labels in 0-9 instead (a bad file
+        is refused, named: `read_cifar10_batch`).
     """
 
     name = "cifar10"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -87,19 +88,48 @@ def pretrained_path(name: str, source: str, *, cache_dir: str | os.PathLike, sea
     search = [d for d in (search_dir, os.environ.get("EXPLAINLAB_MODELS")) if d]
     for folder in search:
         if (Path(folder) / filename).is_file():
-            return Path(folder) / filename
+            return check_hash_prefix(Path(folder) / filename)
     cached = Path(cache_dir) / "pretrained" / filename
     if cached.is_file():
-        return cached
+        return check_hash_prefix(cached)
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(AKAMASTER_URL + filename, str(cached), progress=True)
+        # hash_prefix: torch.hub checks the sha256 the file name promises before moving it in place.
+        torch.hub.download_url_to_file(
+            AKAMASTER_URL + filename, str(cached), hash_prefix=hash_prefix(filename), progress=True
+        )
     except Exception as err:
         raise CheckpointError(
             f"could not download {AKAMASTER_URL + filename} ({err}). Offline, put {filename} in the folder "
             f"named by $EXPLAINLAB_MODELS or in {cached.parent}."
         ) from err
     return cached
+
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")
+
+
+def hash_prefix(filename: str) -> str | None:
+    """The sha256 prefix a published file's name carries (torch.hub's `name-<sha256 prefix>.ext`)."""
+    match = _HASH_IN_NAME.search(filename)
+    return match.group(1) if match else None
+
+
+def check_hash_prefix(path: Path) -> Path:
+    """`path`, after checking that its sha256 starts with the prefix its name carries (if any)."""
+    prefix = hash_prefix(path.name)
+    if prefix is None:
+        return path
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(prefix):
+        raise CheckpointError(
+            f"{path} is damaged or not the published file: its sha256 starts with {digest.hexdigest()[:len(prefix)]}, "
+            f"its name promises {prefix}. Delete it (a download is fetched again) or copy the original."
+        )
+    return path
 
 
 def fingerprint(model: nn.Module, length: int = 16) -> str:

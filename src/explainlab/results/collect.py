@@ -10,10 +10,11 @@
   and per value of every varying override that would otherwise fold several lines into one;
 - `summary.txt`: the jobs, what varies, failed and unfinished jobs, and model-fingerprint problems.
 
-Job status comes from the `status.json` that explainlab.sweep.SweepCallback writes at the end of
-each job: `completed`, `failed` (with the error); `no status` means no such file (the job was
-killed, is still running, or ran without the callback); `not run` means multirun.yaml lists the job
-but it has no folder. Tables of failed jobs are left out (they may be partial); all others are used.
+Job status comes from the `status.json` that explainlab.sweep.SweepCallback writes when each job
+starts (`running`) and ends: `completed`, `failed` (with the error); SIGTERM makes it `interrupted`
+(explainlab.cli), a killed job stays `running`; `no status` means no such file (the job ran
+without the callback); `not run` means multirun.yaml lists the job but it has no folder. Tables of
+failed, interrupted and running jobs are left out (they may be partial); all others are used.
 
 Model fingerprints: every job whose metrics.json holds `model_fingerprint` (a hash of the weights)
 is compared with the jobs whose overrides differ only in keys that cannot change the model
@@ -48,9 +49,13 @@ MODEL_KEYS = ("model", "dataset", "recipe", "trainer", "seed", "method", "experi
 MODEL_KEY_PREFIXES = ("model.", "dataset.", "recipe.", "trainer.")
 
 
+# Jobs whose tables may be partial: left out of the collected tables.
+UNFINISHED = ("failed", "interrupted", "running")
+
+
 @dataclass
 class SweepJob:
-    """One job of a sweep. status: completed | failed | no status | not run."""
+    """One job of a sweep. status: completed | failed | interrupted | running | no status | not run."""
 
     name: str
     path: Path | None
@@ -256,13 +261,13 @@ def table_names(jobs: Sequence[SweepJob]) -> list[str]:
 
 
 def collect_table(jobs: Sequence[SweepJob], table: str, varying: Sequence[str]) -> pd.DataFrame:
-    """results/<table>.csv of every job that is not failed, concatenated, with a `job` column and one
+    """results/<table>.csv of every finished job (not failed, interrupted or running), concatenated, with a `job` column and one
     column per varying override: named after the key, or `<key> (override)` when the jobs' table has
     a column of that name. `.attrs["override_columns"]` maps each key to its column."""
     frames = {}
     for job in jobs:
         path = job.path / "results" / f"{table}.csv" if job.path is not None else None
-        if job.status == "failed" or path is None or not path.is_file():
+        if job.status in UNFINISHED or path is None or not path.is_file():
             continue
         frames[job.name] = pd.read_csv(path)
     if not frames:

@@ -1,14 +1,63 @@
-"""Atomic writes: a file either holds its complete new content or its old one, never half."""
+"""Atomic writes: a file either holds its complete new content or its old one, never half.
+
+Files get the permissions the user's umask gives a new file (as `open` would), not mkstemp's 0600.
+A write killed before its rename leaves `.<name>.<random>.tmp` beside the target; `remove_orphans`
+deletes those of dead writers on the next start.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+log = logging.getLogger(__name__)
+
+TMP_SUFFIX = ".tmp"
+
+
+def current_umask() -> int:
+    """The process's umask: from /proc (thread-safe) where there is one, else set and set back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_orphans(folder: str | os.PathLike, *, min_age_s: float = 60.0, recursive: bool = True) -> list[Path]:
+    """Delete `.*.tmp` files of atomic writes older than `min_age_s` under `folder`; returns them.
+
+    A temp file lives only between mkstemp and the rename of one write, so one that is older than a
+    minute belongs to a writer that was killed (SIGKILL, power loss). Younger ones may belong to a
+    process writing right now and are left alone.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for path in folder.rglob(f".*{TMP_SUFFIX}") if recursive else folder.glob(f".*{TMP_SUFFIX}"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime >= min_age_s:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another process removed it first
+            continue
+    if removed:
+        log.warning("removed %d unfinished temporary file(s) of killed writes under %s", len(removed), folder)
+    return removed
 
 
 @contextmanager
@@ -19,8 +68,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -38,6 +38,10 @@ class RunRecorder:
     def save_config(self, cfg: DictConfig) -> Path:
         return self._note(atomic_write_text(self.output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True)))
 
+    def remember(self, metrics: dict[str, Any]) -> None:
+        """Merge `metrics` into those the next `log_metrics` writes (nothing is written now)."""
+        self.metrics.update(metrics)
+
     def log_metrics(self, metrics: dict[str, Any]) -> Path:
         """Merge `metrics` into metrics.json (rewritten whole, atomically)."""
         self.metrics.update(metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from explainlab.data.base import ImageDataModule
-from explainlab.errors import ConfigValueError, check_int
+from explainlab.errors import ConfigValueError, check_float, check_int
 from explainlab.models.pixel_space import PixelSpaceModel
 from explainlab.results.dashboards import open_loggers
 from explainlab.results.recorder import RunRecorder
@@ -59,7 +60,13 @@ class RunContext:
 
     @cached_property
     def model(self) -> PixelSpaceModel:
-        model = instantiate(self.cfg.model)
+        """The configured model, its initial weights drawn from a generator seeded with `seed` alone:
+        the same spec gives the same initial weights whatever was built or drawn before (every
+        study trains the model `method=train` trains), and building it draws nothing from the
+        global stream that training uses next."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            model = instantiate(self.cfg.model)
         check_model_fits_data(model, self.cfg)
         return model
 
@@ -91,12 +98,113 @@ class RunContext:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Fail early, naming the key, on values Hydra's schema-free configs cannot refuse themselves."""
+    """Fail early, naming the key, on values Hydra's schema-free configs cannot refuse themselves.
+
+    Runs in `explainlab.cli.run` before the method is built and anything is loaded or trained, and
+    again in RunContext (notebooks). Checks of one study's keys are in `_METHOD_CHECKS`.
+    """
     check_int("seed", cfg.seed, minimum=0)
     check_int("recipe.epochs", cfg.recipe.epochs, minimum=0)
     check_int("recipe.batch_size", cfg.recipe.batch_size, minimum=1)
     for key in ("crop_padding",):
         check_int(f"recipe.augment.{key}", cfg.recipe.augment[key], minimum=0)
+    trainer = cfg.get("trainer") or {}
+    check_int("trainer.max_epochs", trainer.get("max_epochs"), minimum=0, optional=True)
+    if trainer.get("max_steps") is not None and trainer.get("max_steps") != -1:
+        check_int("trainer.max_steps", trainer.get("max_steps"), minimum=0)
+    _check_channels(cfg)
+    attack = cfg.get("attack")
+    if attack is not None and "eps_list" in attack and attack.eps_list is not None:
+        if len(attack.eps_list) == 0:
+            raise ConfigValueError("attack.eps_list", [], "a non-empty list of radii in [0, 1] (or null: [attack.eps])")
+        for eps in attack.eps_list:
+            check_float("attack.eps_list", eps, low=0.0, high=1.0)
+    method = cfg.get("method")
+    if method is not None:
+        check = _METHOD_CHECKS.get(str(method.get("_target_", "")).rsplit(".", 1)[-1])
+        if check is not None:
+            check(cfg, method)
+
+
+def _check_channels(cfg: DictConfig) -> None:
+    """The model's input channels (and its mean/std, one per channel) must be the data set's."""
+    model, dataset = cfg.get("model"), cfg.get("dataset")
+    if model is None or dataset is None or "in_channels" not in dataset:
+        return
+    if (cfg.get("method") or {}).get("image_paths"):  # images come from files, not from the data set
+        return
+    name = str(dataset.get("_target_", "")).rsplit(".", 1)[-1]
+    channels = dataset.in_channels
+    if model.get("in_channels") is not None and model.in_channels != channels:
+        raise ConfigValueError(
+            "model.in_channels", model.in_channels, f"{channels}, the channels of the images of dataset {name}"
+        )
+    for key in ("mean", "std"):
+        values = model.get(key)
+        if values is not None and not isinstance(values, (int, float)) and len(values) not in (1, channels):
+            raise ConfigValueError(
+                "model", model.get("name"),
+                f"a model for the {channels}-channel images of dataset {name}: this model config is made for "
+                f"{len(values)}-channel images (model.{key} has {len(values)} values, one per channel)",
+            )  # fmt: skip
+
+
+def _positive(cfg: DictConfig, method: DictConfig, *keys: str) -> None:
+    for key in keys:
+        node, leaf = method, key
+        if "." in key:
+            head, leaf = key.rsplit(".", 1)
+            node = OmegaConf.select(method, head)
+        if node is not None and leaf in node and node[leaf] is not None:
+            check_int(f"method.{key}", node[leaf], minimum=1)
+
+
+def _check_library(cfg: DictConfig, method: DictConfig) -> None:
+    _positive(cfg, method, "block_size", "top_k", "cpl.images", "cpl.top_k")
+    layers = list(method.get("layers") or [])
+    if method.get("threshold") is None:
+        common = method.get("thresholds")
+        common = [] if common is None else [common] if isinstance(common, (int, float)) else list(common)
+        covered = set((method.get("layer_thresholds") or {}).keys())
+        if not common and not set(layers) <= covered:
+            raise ConfigValueError(
+                "method.thresholds", common, "at least one cosine threshold in (-1, 1] (or method.threshold=θ)"
+            )
+    cpl = method.get("cpl") or {}
+    for pair in cpl.get("pairs") or []:
+        names = list(pair) if not isinstance(pair, str) else [pair]
+        if len(names) != 2 or any(name not in layers for name in names):
+            raise ConfigValueError(
+                "method.cpl.pairs", [list(p) if not isinstance(p, str) else p for p in cpl.pairs],
+                f"pairs [a, b] of layers of method.layers ({', '.join(map(str, layers))}), or null for all pairs",
+            )  # fmt: skip
+
+
+def _check_heatmaps(cfg: DictConfig, method: DictConfig) -> None:
+    _positive(cfg, method, "occlusion_window", "patch", "aopc_steps", "ig_steps")
+    target = method.get("target")
+    classes = cfg.model.get("num_classes")
+    if target != "predicted":
+        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < (classes or 1 << 62):
+            raise ConfigValueError("method.target", target, f"'predicted' or a class index in [0, {classes})")
+
+
+def _check_featviz(cfg: DictConfig, method: DictConfig) -> None:
+    classes = cfg.model.get("num_classes")
+    for i, target in enumerate(method.get("targets") or []):
+        if "class" in target:
+            value = target["class"]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (classes or 1 << 62):
+                raise ConfigValueError(f"method.targets[{i}].class", value, f"a class index in [0, {classes})")
+        if "channel" in target:
+            check_int(f"method.targets[{i}].channel", target["channel"], minimum=0)
+
+
+_METHOD_CHECKS: dict[str, Callable[[DictConfig, DictConfig], None]] = {
+    "LibraryStudy": _check_library,
+    "HeatmapStudy": _check_heatmaps,
+    "FeatvizStudy": _check_featviz,
+}
 
 
 def check_model_fits_data(model: torch.nn.Module, cfg: DictConfig) -> None:

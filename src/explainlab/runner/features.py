@@ -2,7 +2,8 @@
 
 A cache entry holds one layer of one split for one set of weights; it is keyed by the model's
 weight fingerprint, the data spec, the split and the layer, stores that key inside, and is read
-with `torch.load(weights_only=True, mmap=True)` and checked against the key before use.
+with `torch.load(weights_only=True, mmap=True)` and checked against the key and its content
+(shape, dtype, hash) before use.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from explainlab.data.base import ImageTensorDataset
-from explainlab.errors import CheckpointError
 from explainlab.methods.library.network import MapUnits
 from explainlab.methods.library.patterns import affine_factors, factorable
 from explainlab.models.layers import ActivationRecorder, resolve_layers
-from explainlab.results.io import atomic_path
+from explainlab.results.cache import EntryRejected, EntryStore, check_described, describe
 
 
 def _dtype_per_layer(dtype: torch.dtype | Mapping[str, torch.dtype], layers: Sequence[str]) -> dict[str, torch.dtype]:
@@ -110,35 +111,40 @@ def extract(
 
 
 class FeatureCache:
-    """`<cache_dir>/haps/<key>.pt`: one layer of one split, keyed by weights, data, split and layer."""
+    """`<cache_dir>/haps/<key>.pt`: one layer of one split, keyed by weights, data, split and layer.
+
+    Each entry stores its key's JSON and the values' shape, dtype and a content hash, all checked
+    on reading; an unreadable or mismatching entry is moved aside with a warning and recomputed
+    (results.cache.EntryStore). `lock(spec)` serialises extraction across processes.
+    """
 
     def __init__(self, cache_dir: str | Path) -> None:
         self.folder = Path(cache_dir) / "haps"
+        self.store = EntryStore(self.folder, "activation cache")
 
     @staticmethod
     def _key(spec: dict[str, Any]) -> tuple[str, str]:
         text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:24], text
 
+    def lock(self, spec: dict[str, Any]) -> AbstractContextManager[None]:
+        return self.store.lock(self._key(spec)[0])
+
     def get(self, spec: dict[str, Any]) -> torch.Tensor | None:
         digest, text = self._key(spec)
-        path = self.folder / f"{digest}.pt"
-        if not path.is_file():
-            return None
-        try:
-            entry = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as err:
-            raise CheckpointError(f"activation cache {path} is unreadable ({err}); delete it.") from err
-        if not isinstance(entry, dict) or entry.get("spec") != text:
-            raise CheckpointError(f"activation cache {path} was written for another key; delete it.")
-        return entry["values"]
+
+        def check(entry: Any) -> None:
+            if not isinstance(entry, dict) or entry.get("spec") != text:
+                raise EntryRejected("written for another key")
+            check_described("values", entry.get("values"), entry.get("described"))
+
+        entry = self.store.load(digest, check, mmap=True)
+        return None if entry is None else entry["values"]
 
     def put(self, spec: dict[str, Any], values: torch.Tensor) -> Path:
         digest, text = self._key(spec)
-        path = self.folder / f"{digest}.pt"
-        with atomic_path(path) as tmp:
-            torch.save({"spec": text, "values": values.contiguous()}, tmp)
-        return path
+        values = values.contiguous()
+        return self.store.save(digest, {"spec": text, "values": values, "described": describe(values)})
 
 
 def extract_dataset(
@@ -194,24 +200,26 @@ def cached_split_features(
         form = {"form": "factored"} if name in factored else {}
         return {**spec, "layer": name, "dtype": str(dtypes[name]), **form}
 
-    found = {name: cache.get(entry_spec(name)) for name in wanted} if cache else {}
-    missing = [name for name in layers if found.get(name) is None]
-    if missing or found.get("logits") is None or found.get("labels") is None:
-        fresh = extract_dataset(
-            model,
-            dataset,
-            missing or list(layers[:1]),
-            batch_size=batch_size,
-            device=device,
-            dtype=dtypes,
-            map_units=map_units,
-            factored=[name for name in factored if name in missing],
-        )
-        for name, values in fresh.items():
-            if found.get(name) is None:
-                found[name] = values
-                if cache and write:
-                    cache.put(entry_spec(name), values)
+    # A second process extracting the same split waits here, then reads what the first one wrote.
+    with cache.lock({**spec, "layers": sorted(wanted)}) if cache and write else nullcontext():
+        found = {name: cache.get(entry_spec(name)) for name in wanted} if cache else {}
+        missing = [name for name in layers if found.get(name) is None]
+        if missing or found.get("logits") is None or found.get("labels") is None:
+            fresh = extract_dataset(
+                model,
+                dataset,
+                missing or list(layers[:1]),
+                batch_size=batch_size,
+                device=device,
+                dtype=dtypes,
+                map_units=map_units,
+                factored=[name for name in factored if name in missing],
+            )
+            for name, values in fresh.items():
+                if found.get(name) is None:
+                    found[name] = values
+                    if cache and write:
+                        cache.put(entry_spec(name), values)
     return {name: found[name] for name in wanted}
 
 

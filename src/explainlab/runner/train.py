@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import lightning.pytorch as pl
@@ -17,9 +18,10 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 from torch import nn
 
-from explainlab.errors import CheckpointError, check_choice
+from explainlab.errors import CheckpointError, NonFiniteModelError, check_choice
 from explainlab.results import figures
-from explainlab.runner.checkpoint_cache import CheckpointCache, cache_key
+from explainlab.models.loading import fingerprint
+from explainlab.runner.checkpoint_cache import CheckpointCache, cache_key, is_rank_zero_process
 from explainlab.runner.classifier import ClassifierModule
 from explainlab.runner.context import RunContext
 from explainlab.runner.inference import eval_device, score
@@ -88,11 +90,30 @@ def ensure_trained(
     `module()` builds, cached under `spec` (default: ctx.model, a ClassifierModule, ctx.training_spec()).
     snapshot_epochs: also keep the weights after these epochs (read them with `load_snapshot`); when
     one is missing from the cache, the model is trained again from the start to make it.
-    Returns {'cache_key', 'cache_path', 'cached' (bool), 'seconds', 'test/acc', 'test/loss'}.
+    Returns {'cache_key', 'cache_path', 'cached' (bool), 'seconds', 'test/acc', 'test/loss',
+    'model_fingerprint'}. A second process asking for the same spec waits for the first one (a lock
+    per cache key) and then reuses its entry.
     """
-    pl.seed_everything(ctx.cfg.seed, workers=True)
     spec = spec or ctx.training_spec()
     cache = CheckpointCache(ctx.cfg.paths.cache_dir)
+    with cache.lock(spec) if is_rank_zero_process() else nullcontext():
+        pl.seed_everything(ctx.cfg.seed, workers=True)
+        result = _train_or_reuse(ctx, cache, spec, reuse, resume, model, module, snapshot_epochs)
+    if result["rank_zero"]:
+        result["model_fingerprint"] = fingerprint(model or ctx.model)
+    return result
+
+
+def _train_or_reuse(
+    ctx: RunContext,
+    cache: CheckpointCache,
+    spec: dict[str, Any],
+    reuse: bool,
+    resume: bool,
+    model: nn.Module | None,
+    module: Callable[[], pl.LightningModule] | None,
+    snapshot_epochs: Sequence[int],
+) -> dict[str, Any]:
     key = cache_key(spec)
     missing = [e for e in snapshot_epochs if not cache.path(snapshot_spec(spec, e)).is_file()]
     if missing:
@@ -124,7 +145,7 @@ def ensure_trained(
     if snapshot_epochs:
         callbacks.append(EpochSnapshots(cache, spec, snapshot_epochs, model))
     trainer = ctx.trainer(callbacks=callbacks)
-    ckpt_path = str(partial) if resume and partial.is_file() else None
+    ckpt_path = str(partial) if resume and cache.check_partial(spec) else None
     if ckpt_path:
         log.info("resuming interrupted training from %s", ckpt_path)
     start = time.perf_counter()
@@ -141,7 +162,11 @@ def ensure_trained(
         return result
     tested, _, _ = score(model, ctx.datamodule.loader("test"), eval_device(ctx.cfg.trainer.get("accelerator")))
     metrics = {"test/acc": tested["acc"], "test/loss": tested["loss"]}
-    result["cache_path"] = str(cache.put(spec, model.net.state_dict(), metrics))
+    try:
+        result["cache_path"] = str(cache.put(spec, model.net.state_dict(), metrics))
+    except NonFiniteModelError:
+        partial.unlink(missing_ok=True)  # a non-finite model is not resumed either
+        raise
     partial.unlink(missing_ok=True)
     return {**result, **metrics}
 
@@ -153,8 +178,11 @@ def train_unless_given(ctx: RunContext, *, record: bool = True, **kwargs: Any) -
     if ctx.cfg.model.get("pretrained") or ctx.cfg.model.get("checkpoint"):
         return None
     trained = ensure_trained(ctx, **kwargs)
-    if trained.pop("rank_zero") and record:
-        write_training_outputs(ctx, trained)
+    if trained.pop("rank_zero"):
+        if record:
+            write_training_outputs(ctx, trained)
+        else:  # the study's metrics.json still names the weights it used
+            ctx.recorder.remember({"model_fingerprint": trained["model_fingerprint"]})
     return trained
 
 
@@ -245,6 +273,7 @@ class EvaluateTask:
         num_classes = cfg.model.num_classes
         preds = logits.argmax(1)
         result = {f"{self.split}/{k}": v for k, v in scored.items()} | {"weights": source}
+        result["model_fingerprint"] = fingerprint(ctx.model)
         confusion = torchmetrics.functional.confusion_matrix(preds, labels, task="multiclass", num_classes=num_classes)
         classes = list(ctx.datamodule.classes) or [str(i) for i in range(num_classes)]
         per_class = pd.DataFrame(
