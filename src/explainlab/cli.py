@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -22,11 +21,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, read_write
 
+from explainlab.config import CONF_DIR
 from explainlab.errors import ExplainlabError
-
-# The config groups ship inside the package (src/explainlab/conf/, package data), so a wheel runs
-# as well as an editable install; EXPLAINLAB_CONF points elsewhere, e.g. for a copied tree.
-CONF_DIR = os.environ.get("EXPLAINLAB_CONF") or str(Path(__file__).resolve().parent / "conf")
 
 log = logging.getLogger("explainlab")
 
