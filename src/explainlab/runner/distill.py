@@ -21,12 +21,12 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
 from explainlab.errors import ConfigValueError, check_float
+from explainlab.methods.knowledge_points import FeatureDistillationLoss
 from explainlab.methods.knowledge_points.defaults import default_layers
 from explainlab.methods.knowledge_points.distillation import regional_differences
 from explainlab.models.layers import ActivationRecorder, resolve_layers
@@ -45,10 +45,8 @@ from explainlab.runner.training import (
 
 
 class DistillModule(ClassifierModule):
-    """ClassifierModule whose training loss adds feature mimicking of one teacher layer:
-
-    L = ce_weight · CE(student) + mimic_weight · MSE(relu(student[layer]), relu(teacher[layer]))
-        + kd_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T)).
+    """ClassifierModule whose training loss is `methods.knowledge_points.FeatureDistillationLoss` of
+    one teacher layer (feature mimicking of the ReLU'd outputs, cross-entropy, logit distillation).
 
     The teacher is frozen and kept in eval mode; the student's layer must give the teacher's shape.
     """
@@ -60,12 +58,8 @@ class DistillModule(ClassifierModule):
         self.teacher = teacher.eval().requires_grad_(False)
         resolve_layers(student, [layer], key="method.layers")
         self.layer = layer
-        self.mimic_weight, self.ce_weight, self.kd_weight, self.temperature = (
-            mimic_weight,
-            ce_weight,
-            kd_weight,
-            temperature,
-        )
+        self.distillation = FeatureDistillationLoss(mimic_weight=mimic_weight, ce_weight=ce_weight,
+                                                    kd_weight=kd_weight, temperature=temperature)  # fmt: skip
 
     def train(self, mode: bool = True) -> DistillModule:
         super().train(mode)
@@ -82,17 +76,11 @@ class DistillModule(ClassifierModule):
         if student_f.shape != teacher_f.shape:
             raise ConfigValueError("method.layers", self.layer, f"a layer of equal shape in student and teacher "
                                    f"({tuple(student_f.shape)} vs {tuple(teacher_f.shape)})")  # fmt: skip
-        mimic = F.mse_loss(student_f.relu(), teacher_f.relu())
-        loss = self.mimic_weight * mimic
-        if self.ce_weight:
-            loss = loss + self.ce_weight * F.cross_entropy(logits, y)
-        if self.kd_weight:
-            t = self.temperature
-            kd = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher_logits / t, 1), log_target=True,
-                          reduction="batchmean")  # fmt: skip
-            loss = loss + self.kd_weight * t * t * kd
+        terms = self.distillation(student_f, teacher_f, logits, y, teacher_logits)
+        loss = terms["loss"]
         self.train_acc(logits, y)
-        self.log("train/mimic", mimic, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(y))
+        self.log("train/mimic", terms["mimic"], on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=len(y))  # fmt: skip
         self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(y))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss

@@ -84,3 +84,26 @@ def test_trajectory_types_of_planted_regions() -> None:
     assert row.attacked == 2 and row.delta_orientation == pytest.approx(1.0) and row.delta_strength < 0
     assert sorted(utilities["utility"].round(3)) == [0.5, 0.5, 0.9, 0.9, 0.9, 0.9]
     assert torch.equal(class_posterior(steps[0], c_ori), torch.tensor([[0.9, 0.9, 0.5]] * 2))
+
+
+def test_the_analysis_runs_on_layer_outputs_alone() -> None:
+    """`KnowledgePointAnalysis` needs no model, Hydra or runner: layer outputs in, typed result out,
+    the same numbers for the same seed."""
+    from explainlab.methods.knowledge_points.analysis import KnowledgePointAnalysis, KnowledgePointResult
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(24) % 3
+    maps = torch.randn(24, 4, 3, 3, generator=g).relu() + torch.nn.functional.one_hot(labels, 4)[:, :, None, None]
+    logits = 3 * torch.nn.functional.one_hot(labels, 3) + torch.rand(24, 3, generator=g)
+    outputs = {"conv": maps, "fc": maps.mean((2, 3)), "logits": logits, "labels": labels}
+    analysis = KnowledgePointAnalysis(["conv"], "fc", "conv", sample_rounds=2, sample_steps=3, regional_epochs=2,
+                                      importance_steps=3, batch_size=8, embeddings=("pca",))  # fmt: skip
+    torch.manual_seed(0)
+    one = analysis.analyse(outputs, name="toy", seed=0)
+    torch.manual_seed(0)
+    two = analysis.analyse(outputs, name="toy", seed=0)
+    assert isinstance(one, KnowledgePointResult) and [r["layer"] for r in one.points] == ["conv"]
+    assert (
+        one.points[0]["regions"] == 9 and one.g.shape == (24, 3) and [r["method"] for r in one.corr] == ["ours", "pca"]
+    )
+    assert one.points == two.points and torch.equal(one.g, two.g)
