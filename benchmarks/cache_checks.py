@@ -19,7 +19,7 @@ import torch
 
 from explainlab.models import build_model
 from explainlab.runner.checkpoint_cache import CheckpointCache
-from explainlab.runner.features import FeatureCache
+from explainlab.runner.activations import FeatureCache
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

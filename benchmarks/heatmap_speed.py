@@ -52,7 +52,8 @@ def rows(name: str, batch: int, device: str) -> None:
     total, maps = seconds, {}
 
     def attribute(method: str) -> None:
-        attr = explain(model, x, target, method, prepared=prepared, canonical=canonical, steps=32, window=8, stride=8)
+        attr = explain(model, x, target, method, prepared=prepared, canonical=canonical, ig_steps=32,
+                       occlusion_window=8, occlusion_stride=8)  # fmt: skip
         maps[method] = to_heatmap(attr, method)
 
     for method in METHODS:

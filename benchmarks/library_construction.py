@@ -57,7 +57,7 @@ def load_haps(source: str, n: int, checkpoint: str | None) -> tuple[torch.Tensor
     if source == "resnet44":
         from explainlab.data import CIFAR10DataModule
         from explainlab.models import pretrained_cifar_resnet
-        from explainlab.runner.features import extract
+        from explainlab.runner.activations import extract
 
         shared = os.environ.get("EXPLAINLAB_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
         model = pretrained_cifar_resnet("resnet44", models_dir=os.path.join(shared, "models", "cifar10"))

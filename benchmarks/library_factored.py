@@ -21,7 +21,7 @@ import torch
 from explainlab.data.mnist import MNISTDataModule
 from explainlab.methods.library import FactoredHAPs, HebbianSums, associate_libraries, build_libraries
 from explainlab.models import build_model
-from explainlab.runner.features import extract
+from explainlab.runner.activations import extract
 
 
 def mnist_patterns(

@@ -18,7 +18,6 @@ import signal
 import sys
 import threading
 import warnings
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -29,11 +28,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, read_write
 
+from explainlab.config import CONF_DIR
 from explainlab.errors import ExplainlabError, RunInterrupted
-
-# The config groups ship inside the package (src/explainlab/conf/, package data), so a wheel runs
-# as well as an editable install; EXPLAINLAB_CONF points elsewhere, e.g. for a copied tree.
-CONF_DIR = os.environ.get("EXPLAINLAB_CONF") or str(Path(__file__).resolve().parent / "conf")
 
 log = logging.getLogger("explainlab")
 

@@ -17,8 +17,11 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from explainlab.cli import CONF_DIR
 from explainlab.errors import ExplainlabError
+
+# The config groups ship inside the package (src/explainlab/conf/, package data), so a wheel runs
+# as well as an editable install; EXPLAINLAB_CONF points elsewhere, e.g. for a copied tree.
+CONF_DIR = os.environ.get("EXPLAINLAB_CONF") or str(Path(__file__).resolve().parent / "conf")
 
 
 class UnknownKeyError(ExplainlabError):

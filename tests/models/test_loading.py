@@ -83,7 +83,7 @@ def test_published_cifar_resnets_score_their_accuracy(
     shared_models: Path, shared_data: Path, name: str, published_acc: float
 ) -> None:
     from explainlab.data import CIFAR10DataModule
-    from explainlab.runner.inference import predict_logits
+    from explainlab.runner.activations import predict_logits
 
     assert (shared_models / AKAMASTER_FILES[name]).is_file()
     model = pretrained_cifar_resnet(name, models_dir=str(shared_models))

@@ -10,9 +10,10 @@ import torch
 
 from explainlab.cli import run
 from explainlab.errors import ConfigValueError
+from explainlab.methods.knowledge_points.distillation import regional_differences
 from explainlab.models.build import build_model
 from explainlab.models.layers import record_activations
-from explainlab.runner.distill import DistillModule, regional_differences
+from explainlab.runner.distill import DistillModule
 
 STUDY = [
     "method=distill",

@@ -8,10 +8,11 @@ import pandas as pd
 import torch
 
 from explainlab.cli import run
+from explainlab.methods.featviz import representation_loss
 from explainlab.methods.featviz.visualize import visualize
 from explainlab.models.build import build_model
 from explainlab.models.layers import record_activations
-from explainlab.runner.featviz import FeatvizStudy, inversion_objective
+from explainlab.runner.featviz import FeatvizStudy
 from tests.helpers import assert_run_refuses
 
 STUDY = [
@@ -57,7 +58,7 @@ def test_inversion_of_the_first_layer_reconstructs_the_image() -> None:
     study = FeatvizStudy([{"class": 0}], transforms={"pad": 2, "jitter": 2, "scales": [1, 1.05], "degrees": 5})
     errors = {}
     for setting in ("inversion", "regularised"):
-        result = visualize(model, inversion_objective("conv1", refs["conv1"]), shape=(1, 1, 28, 28), steps=150,
+        result = visualize(model, representation_loss("conv1", refs["conv1"]), shape=(1, 1, 28, 28), steps=150,
                            lr=0.05, seed=0, **study._setting(setting, 1, 28))  # fmt: skip
         errors[setting] = float((result.images - image).abs().mean())
     assert errors["inversion"] < 0.04 and errors["regularised"] > 2 * errors["inversion"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +11,8 @@ import torch
 
 from explainlab.cli import run
 from explainlab.errors import ExplainlabError
+from explainlab.methods.heatmaps.sanity import randomised_models
 from explainlab.models.build import build_model
-from explainlab.runner.heatmaps import randomised_copies
 from tests.helpers import assert_run_refuses
 
 STUDY = [
@@ -70,7 +71,8 @@ def test_published_cifar_resnets_are_compared_and_clustered(compose, shared_mode
 def test_randomised_copies_reset_layers_from_the_top() -> None:
     torch.manual_seed(0)
     model = build_model("small_cnn", image_size=8)
-    copies = randomised_copies(model, seed=0)
+    # The study's randomised copies: `methods.heatmaps.sanity.randomised_models` (cascading, top first).
+    copies = [(count, copy.deepcopy(clone)) for count, _, clone in randomised_models(model, seed=0)]
     assert [count for count, _ in copies] == [1, 2, 3, 4]
     _, one = copies[0]
     assert not torch.equal(one.net.fc2.weight, model.net.fc2.weight)

@@ -86,7 +86,7 @@ def test_emergence_through_training_reads_the_kept_epochs(compose) -> None:
     # The epoch-1 weights are a cache entry of their own, different from the final ones.
     from explainlab.runner.checkpoint_cache import CheckpointCache
     from explainlab.runner.context import RunContext
-    from explainlab.runner.train import load_snapshot
+    from explainlab.runner.training import load_snapshot
 
     ctx = RunContext(cfg)
     first, final = load_snapshot(ctx, 1), CheckpointCache(cfg.paths.cache_dir).get(ctx.training_spec())["state_dict"]
@@ -124,23 +124,3 @@ def test_adversarial_study_follows_regions_through_the_attack(compose) -> None:
     assert (out / "figures" / "adversarial.png").is_file()
     with pytest.raises(ConfigValueError, match="method.adversarial"):
         run(compose([*STUDY, "method.adversarial=true"]))
-
-
-def test_uninformative_regions_are_reported(caplog) -> None:
-    """Regions whose orientations carry nothing about the DNN's answers calibrate to a near-zero
-    strength; the study says so instead of silently reporting no knowledge points."""
-    from types import SimpleNamespace
-
-    from explainlab.methods.knowledge_points import LinearKappa
-    from explainlab.runner.knowledge_points import KnowledgePointStudy
-
-    g = torch.Generator().manual_seed(0)
-    directions = torch.nn.functional.normalize(torch.randn(4, 3, generator=g), dim=1)
-    projection = SimpleNamespace(log_prior_=torch.full((4,), 0.25).log(), kappa_=LinearKappa(), directions_=directions)
-    probs = torch.nn.functional.one_hot(torch.arange(40) % 4, 4).float() * 0.97 + 0.0075
-    h = torch.randn(40, 9, 3, generator=g)
-    study = KnowledgePointStudy(["conv1"], "fc1", reference_layer="conv1")
-    with caplog.at_level("WARNING"):
-        scales, kl = study.strength_scales({"conv1": h}, {"conv1": torch.full((40, 9), 1 / 9)}, probs, projection)
-    assert "conv1: its regional features explain the DNN's answers hardly better than the class prior" in caplog.text
-    assert scales["conv1"] < 0.2 and kl["conv1"] > 1.0  # about log 4 = 1.39: no better than the prior

@@ -78,14 +78,14 @@ def test_factored_taps_give_the_plain_tables(compose, tmp_path: Path) -> None:
 
 def test_library_predictions_match_the_estimator(compose) -> None:
     """The study's numbers equal a direct use of LibraryNetwork on the same activations."""
+    from explainlab.runner.activations import extract
     from explainlab.runner.context import RunContext
-    from explainlab.runner.features import extract
 
     cfg = compose(STUDY + ["method.thresholds=[0.7]"])
     run(cfg)
     pred = pd.read_csv(Path(cfg.paths.output_dir) / "results" / "predictions.csv")
     ctx = RunContext(cfg)
-    from explainlab.runner.train import ensure_trained
+    from explainlab.runner.training import ensure_trained
 
     ensure_trained(ctx)
     model = ctx.model.eval()

@@ -18,7 +18,7 @@ from explainlab.cli import EXIT_INTERRUPTED, run
 from explainlab.errors import ConfigValueError, NonFiniteModelError
 from explainlab.runner.checkpoint_cache import CheckpointCache
 from explainlab.runner.context import RunContext
-from explainlab.runner.features import FeatureCache
+from explainlab.runner.activations import FeatureCache
 
 TINY = ["dataset.limit_train=200", "recipe.epochs=1", "progress=false"]
 # One tiny digits spec per study that trains the run's model (issue 14, section 1).

@@ -81,7 +81,7 @@ def test_interrupted_training_resumes(compose, tmp_path: Path, model: list[str])
     full = run(compose(base + hard, tmp_path / "full"))
     # reuse=false: the full run above has put its result in the cache.
     cfg = compose(base + hard, tmp_path / "cut")
-    from explainlab.runner import train as train_mod
+    from explainlab.runner import training as train_mod
     from explainlab.runner.context import RunContext
 
     class Stop(Exception):

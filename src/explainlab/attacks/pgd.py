@@ -40,7 +40,7 @@ class LinfPGD:
 
     def __init__(
         self,
-        eps: float = 0.3,
+        eps: float = 0.1,
         steps: int = 40,
         step: float = 0.01,
         random_start: bool = True,

@@ -13,8 +13,6 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy.cluster.hierarchy import dendrogram as scipy_dendrogram  # noqa: E402
 
-from explainlab.methods.heatmaps import cluster_ssim  # noqa: E402
-
 
 def grid(image: torch.Tensor, maps: dict[str, dict[str, torch.Tensor]]) -> plt.Figure:
     """Rows: models; columns: the image, then one heat map per method (overlaid on the image)."""
@@ -63,13 +61,6 @@ def draw_dendrogram(tree: np.ndarray, names: list[str], title: str, *, copheneti
     ax.set_title(title if cophenetic is None else f"{title} (cophenetic r = {cophenetic:.2f})", fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def dendrogram(similarity: torch.Tensor, names: list[str], method: str) -> plt.Figure:
-    """Average-linkage dendrogram of 1 − (mean) SSIM. Kept for the current study until it draws the
-    trees it computes with `draw_dendrogram` (issue 16, phase 2)."""
-    tree, coph = cluster_ssim(similarity)
-    return draw_dendrogram(tree, names, method, cophenetic=coph)
 
 
 def aopc(table: pd.DataFrame) -> plt.Figure:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -25,83 +25,22 @@ from tqdm.auto import tqdm
 
 from explainlab.errors import ConfigValueError, ExplainlabError, check_choice, check_int
 from explainlab.methods.chirality import (
-    ChiralityProfile,
-    analysed_stage,
-    expected_similarity,
+    INITS,
+    conv_weights,
     fingerprint_report,
-    flippable_convs,
-    layer_stages,
-    model_family,
-    stretched_positions,
+    profile_table,
+    reinitialised,
+    residual_tables,
 )
-from explainlab.models.build import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    MODEL_NAMES,
-    TORCHVISION_MODELS,
-    build_model,
-    pretrained_cifar_resnet,
-)
-from explainlab.models.cifar_resnet import CIFAR_RESNET_DEPTHS
+from explainlab.models.build import MODEL_NAMES
+from explainlab.models.factories import build_trained, build_untrained
 from explainlab.results import chirality_figures
 from explainlab.runner.context import RunContext
-from explainlab.runner.train import ensure_trained, log_to_dashboards
+from explainlab.runner.training import ensure_trained, log_to_dashboards
 
 log = logging.getLogger(__name__)
 
 TRAINED_SOURCES = ("torchvision", "akamaster", "run", "none")
-
-# Initialisations of Fig. 4, applied to the conv weights only (S reads nothing else). "default" is
-# the architecture's own initialisation, i.e. the model as its constructor leaves it.
-INITS: dict[str, Callable[[torch.Tensor, torch.Generator], Any]] = {
-    "kaiming_normal": lambda w, g: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", generator=g),
-    "xavier_normal": lambda w, g: nn.init.xavier_normal_(w, generator=g),
-    "normal": lambda w, g: nn.init.normal_(w, 0.0, 0.01, generator=g),
-    "kaiming_uniform": lambda w, g: nn.init.kaiming_uniform_(w, a=5**0.5, generator=g),
-}
-
-
-def build_untrained(name: str) -> nn.Module:
-    """`name` of the model group with its constructor's initialisation (seed the RNG first)."""
-    if name in TORCHVISION_MODELS:
-        return build_model(name, num_classes=1000, in_channels=3, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    if name in CIFAR_RESNET_DEPTHS:
-        return build_model(name, num_classes=10, in_channels=3, image_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return build_model(name, num_classes=10, in_channels=1, image_size=28)
-
-
-def build_trained(name: str, source: str, paths: Mapping[str, Any]) -> nn.Module:
-    """Trained weights of `name` from `source` ('torchvision': weights=DEFAULT, downloaded into the
-    torch hub cache; 'akamaster': the published CIFAR ResNets). Raises ExplainlabError with what to
-    download and where when the weights cannot be had."""
-    if source == "torchvision":
-        import torchvision
-
-        try:
-            return build_model(name, num_classes=1000, in_channels=3, image_size=224, weights="DEFAULT",
-                               mean=IMAGENET_MEAN, std=IMAGENET_STD)  # fmt: skip
-        except (OSError, RuntimeError) as err:  # URLError is an OSError
-            url = torchvision.models.get_model_weights(name).DEFAULT.url
-            hub = f"{torch.hub.get_dir()}/checkpoints/"
-            raise ExplainlabError(f"no torchvision weights for {name} offline: put {url} into {hub} ({err})") from err
-    if source == "akamaster":
-        return pretrained_cifar_resnet(name, models_dir=paths.get("models_dir"), cache_dir=paths["cache_dir"])
-    raise ConfigValueError("method.models[].trained", source, f"one of {TRAINED_SOURCES}")
-
-
-def conv_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: conv.weight.detach() for name, conv in flippable_convs(model).items()}
-
-
-def reinitialised(weights: Mapping[str, torch.Tensor], init: str, seed: int) -> dict[str, torch.Tensor]:
-    """Fresh conv weights of the same shapes drawn by `init` from one seeded generator."""
-    generator = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, weight in weights.items():
-        fresh = torch.empty(weight.shape, dtype=torch.float32)
-        INITS[init](fresh, generator)
-        out[name] = fresh
-    return out
 
 
 class ChiralityStudy:
@@ -122,7 +61,7 @@ class ChiralityStudy:
         self,
         models: Sequence[Mapping[str, Any]],
         seeds: Sequence[int] = (0, 1, 2),
-        init_models: Sequence[str] = (),
+        init_models: Sequence[str] = ("resnet20",),
         inits: Sequence[str] = ("default", "kaiming_normal", "xavier_normal", "normal"),
         device: str = "auto",
         fingerprint: bool = True,
@@ -153,19 +92,7 @@ class ChiralityStudy:
         self.fingerprint, self.deviation_threshold, self.progress = fingerprint, deviation_threshold, progress
 
     def _rows(self, net: nn.Module, conv: Mapping[str, torch.Tensor], **keys: Any) -> pd.DataFrame:
-        profile = ChiralityProfile(device=self.device).fit_weights(conv)
-        table = profile.to_frame()
-        family, stages = model_family(net), layer_stages(net)
-        table["stage"] = table["layer"].map(stages)
-        table["x"] = stretched_positions(table["stage"].tolist())
-        table["analysed"] = [analysed_stage(family, s) for s in table["stage"]]
-        table["expected_untrained"] = [
-            expected_similarity(k, *(int(v) for v in shape.split("x")))
-            for k, shape in zip(table["kernels"], table["kernel_shape"], strict=True)
-        ]
-        for key, value in reversed({"family": family, **keys}.items()):
-            table.insert(0, key, value)
-        return table
+        return profile_table(net, conv, device=self.device, **keys)
 
     def profiles(self, cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
         """All S profiles as one tidy table, the skipped (model, reason) table, and run facts."""
@@ -185,7 +112,7 @@ class ChiralityStudy:
                     ctx = RunContext(cfg)
                     trained = ensure_trained(ctx)
                     model = ctx.model
-                    facts["run_model"] = {k: trained.get(k) for k in ("cache_path", "cached", "test/acc")}
+                    facts["run_model"] = {k: trained.as_metrics().get(k) for k in ("cache_path", "cached", "test/acc")}
                 else:
                     model = build_trained(name, source, cfg.paths)
             except ExplainlabError as err:
@@ -211,22 +138,8 @@ class ChiralityStudy:
 
     @staticmethod
     def residuals(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """E(L) = |mean_seed S_untrained(L) − S_trained(L)| (default init) per layer, and E(M) summed
-        over the analysed layers, for every model that has both profiles."""
-        keys = ["model", "layer", "position", "stage", "analysed"]
-        untrained = table[(table["weights"] == "untrained") & (table["init"] == "default")]
-        untrained = untrained.groupby(keys, sort=False)["similarity"].agg(["mean", "std"]).reset_index()
-        untrained = untrained.rename(columns={"mean": "similarity_untrained", "std": "similarity_untrained_std"})
-        trained = table[table["weights"] == "trained"][[*keys, "similarity"]]
-        merged = untrained.merge(trained.rename(columns={"similarity": "similarity_trained"}), on=keys)
-        merged["E"] = (merged["similarity_untrained"] - merged["similarity_trained"]).abs()
-        total = (
-            merged[merged["analysed"]]
-            .groupby("model", sort=False)
-            .agg(E_M=("E", "sum"), layers=("E", "size"))
-            .reset_index()
-        )
-        return merged, total
+        """E(L) per layer and E(M) per model (`methods.chirality.residual_tables`)."""
+        return residual_tables(table)
 
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
         start = time.perf_counter()

@@ -28,9 +28,8 @@ from explainlab.results import detection_figures
 from explainlab.runner.context import RunContext
 from explainlab.runner.detection_inputs import AttackCache, attacked_images, cached_pooled_split, detector_inputs
 from explainlab.runner.detection_inputs import OUTLIER_SETS, outlier_images
-from explainlab.runner.features import FeatureCache, cached_split_features, plan_storage
-from explainlab.runner.inference import eval_device
-from explainlab.runner.train import ensure_trained, write_training_outputs
+from explainlab.runner.activations import FeatureCache, cached_split_features, eval_device, plan_storage
+from explainlab.runner.training import train_unless_given
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -112,10 +111,7 @@ class DetectionStudy:
         attack = instantiate(cfg.attack) if self.scenario == "adversarial" else None
         sets = self.threshold_sets() if "cpl" in self.detectors else {}
         entries, cpl_fit_s = self._entries(sets), 0.0  # built before any work: bad arguments fail here
-        if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
-            trained = ensure_trained(ctx)
-            trained.pop("rank_zero", None)
-            write_training_outputs(ctx, trained)
+        train_unless_given(ctx)
         device = eval_device(cfg.trainer.get("accelerator"))
         model, data = ctx.model.eval().to(device), ctx.datamodule
         spec = {"model": fingerprint(ctx.model), "data": ctx.data_spec(drop=("batch_size",))}

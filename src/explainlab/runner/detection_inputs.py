@@ -15,7 +15,7 @@ from explainlab.attacks.pgd import LinfPGD
 from explainlab.methods.detection import Inputs
 from explainlab.methods.library import FactoredHAPs
 from explainlab.models.layers import ActivationRecorder
-from explainlab.runner.features import FeatureCache, extract
+from explainlab.runner.activations import FeatureCache, extract
 
 
 class AttackCache(FeatureCache):

@@ -21,27 +21,32 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
 from explainlab.errors import ConfigValueError, check_float
+from explainlab.methods.knowledge_points import FeatureDistillationLoss
+from explainlab.methods.knowledge_points.defaults import default_layers
+from explainlab.methods.knowledge_points.distillation import regional_differences
 from explainlab.models.layers import ActivationRecorder, resolve_layers
 from explainlab.models.loading import fingerprint
 from explainlab.results import kp_figures
+from explainlab.runner.activations import eval_device, extract, first_batches
 from explainlab.runner.classifier import ClassifierModule
 from explainlab.runner.context import RunContext
-from explainlab.runner.inference import eval_device
-from explainlab.runner.knowledge_points import KnowledgePointStudy, layer_outputs
-from explainlab.runner.train import build_module, ensure_trained, log_to_dashboards, train_unless_given
+from explainlab.runner.training import (
+    TrainingResult,
+    build_module,
+    ensure_trained,
+    log_to_dashboards,
+    train_unless_given,
+)
 
 
 class DistillModule(ClassifierModule):
-    """ClassifierModule whose training loss adds feature mimicking of one teacher layer:
-
-    L = ce_weight · CE(student) + mimic_weight · MSE(relu(student[layer]), relu(teacher[layer]))
-        + kd_weight · T² · KL(softmax(teacher / T) ‖ softmax(student / T)).
+    """ClassifierModule whose training loss is `methods.knowledge_points.FeatureDistillationLoss` of
+    one teacher layer (feature mimicking of the ReLU'd outputs, cross-entropy, logit distillation).
 
     The teacher is frozen and kept in eval mode; the student's layer must give the teacher's shape.
     """
@@ -53,12 +58,8 @@ class DistillModule(ClassifierModule):
         self.teacher = teacher.eval().requires_grad_(False)
         resolve_layers(student, [layer], key="method.layers")
         self.layer = layer
-        self.mimic_weight, self.ce_weight, self.kd_weight, self.temperature = (
-            mimic_weight,
-            ce_weight,
-            kd_weight,
-            temperature,
-        )
+        self.distillation = FeatureDistillationLoss(mimic_weight=mimic_weight, ce_weight=ce_weight,
+                                                    kd_weight=kd_weight, temperature=temperature)  # fmt: skip
 
     def train(self, mode: bool = True) -> DistillModule:
         super().train(mode)
@@ -75,47 +76,28 @@ class DistillModule(ClassifierModule):
         if student_f.shape != teacher_f.shape:
             raise ConfigValueError("method.layers", self.layer, f"a layer of equal shape in student and teacher "
                                    f"({tuple(student_f.shape)} vs {tuple(teacher_f.shape)})")  # fmt: skip
-        mimic = F.mse_loss(student_f.relu(), teacher_f.relu())
-        loss = self.mimic_weight * mimic
-        if self.ce_weight:
-            loss = loss + self.ce_weight * F.cross_entropy(logits, y)
-        if self.kd_weight:
-            t = self.temperature
-            kd = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher_logits / t, 1), log_target=True,
-                          reduction="batchmean")  # fmt: skip
-            loss = loss + self.kd_weight * t * t * kd
+        terms = self.distillation(student_f, teacher_f, logits, y, teacher_logits)
+        loss = terms["loss"]
         self.train_acc(logits, y)
-        self.log("train/mimic", mimic, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(y))
+        self.log("train/mimic", terms["mimic"], on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=len(y))  # fmt: skip
         self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(y))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
-
-
-@torch.no_grad()
-def regional_differences(student_maps: torch.Tensor, teacher_maps: torch.Tensor) -> dict[str, float]:
-    """Orientation (mean 1 − cos) and relative strength (mean |‖f_s‖ − ‖f_t‖| / mean ‖f_t‖) differences
-    of the ReLU'd regional features (what the students mimic) of two (N, K, H, W) maps of one layer,
-    position by position."""
-    s, t = student_maps.relu().flatten(2).transpose(1, 2), teacher_maps.relu().flatten(2).transpose(1, 2)
-    cos = F.cosine_similarity(s, t, dim=2, eps=1e-12)
-    strength_s, strength_t = s.norm(dim=2), t.norm(dim=2)
-    return {
-        "orientation_diff": float((1 - cos).mean()),
-        "strength_diff": float((strength_s - strength_t).abs().mean() / strength_t.mean().clamp_min(1e-12)),
-    }
 
 
 class DistillStudy:
     """One feature-mimicking student per teacher layer in `layers`; compare them with the teacher.
 
     compare_layers: conv layers whose regional features are compared (default: the knowledge-point
-    layers of the model). knowledge_points: a KnowledgePointStudy (its `images`, `split`, settings)
-    run on the teacher and every student, or None to skip that part.
+    layers of the model). knowledge_points: a `runner.knowledge_points.KnowledgePointStudy` (Hydra
+    builds it from the YAML; its `images`, `split`, settings) run on the teacher and every student, or
+    None to skip that part.
     """
 
     def __init__(self, layers: Sequence[str], *, compare_layers: Sequence[str] | None = None,
                  mimic_weight: float = 1.0, ce_weight: float = 1.0, kd_weight: float = 0.0, temperature: float = 4.0,
-                 knowledge_points: KnowledgePointStudy | None = None, images: int = 200) -> None:  # fmt: skip
+                 knowledge_points: Any = None, images: int = 200) -> None:  # fmt: skip
         if not layers:
             raise ConfigValueError("method.layers", list(layers), "at least one teacher layer to mimic")
         for key, value in (("mimic_weight", mimic_weight), ("ce_weight", ce_weight), ("kd_weight", kd_weight)):
@@ -126,7 +108,7 @@ class DistillStudy:
                         "temperature": temperature}  # fmt: skip
         self.kp, self.images = knowledge_points, images
 
-    def _student(self, ctx: RunContext, teacher: nn.Module, layer: str) -> tuple[nn.Module, nn.Module, dict]:
+    def _student(self, ctx: RunContext, teacher: nn.Module, layer: str) -> tuple[nn.Module, nn.Module, TrainingResult]:
         cfg = ctx.cfg
         torch.manual_seed(cfg.seed)
         student = instantiate(cfg.model, pretrained=None, checkpoint=None)
@@ -149,30 +131,33 @@ class DistillStudy:
         train_unless_given(ctx)
         teacher = ctx.model
         device = eval_device(cfg.trainer.get("accelerator"))
-        kp = self.kp or KnowledgePointStudy(images=self.images, embeddings=())
-        kp.resolve_layers(cfg)
-        compare = self.compare_layers or kp.layers
-        batches = kp.first_images(ctx)
-        teacher_maps = layer_outputs(teacher, batches, compare, device, max_side=None)
+        if self.kp is not None:
+            self.kp.resolve_layers(cfg)
+            compare = self.compare_layers or self.kp.layers
+            batches = self.kp.first_images(ctx)
+        else:
+            compare = self.compare_layers or default_layers(cfg.model.name)[0]
+            batches = first_batches(ctx.datamodule.dataset("test"), self.images, ctx.datamodule.eval_batch_size)
+        teacher_maps = extract(teacher, batches, compare, device=device, flatten=False)
 
         student_rows, similarity_rows, point_rows = [], [], []
         if self.kp is not None:
-            found = kp.analyse(teacher, batches, name="teacher", seed=cfg.seed, device=device)
-            point_rows += [{"student": "teacher", **r} for r in found["points"]]
+            found = self.kp.analyse(teacher, batches, name="teacher", seed=cfg.seed, device=device)
+            point_rows += [{"student": "teacher", **r} for r in found.points]
         for layer in self.layers:
             student, initial, result = self._student(ctx, teacher, layer)
-            if not result.pop("rank_zero"):
+            if not result.rank_zero:
                 continue
-            student_rows.append({"student": layer, "test_acc": result.get("test/acc"), "seconds": result["seconds"],
-                                 "cached": result["cached"]})  # fmt: skip
+            student_rows.append({"student": layer, "test_acc": result.metrics.get("test/acc"),
+                                 "seconds": result.seconds, "cached": result.cached})  # fmt: skip
             for stage, model in (("initial", initial), ("trained", student)):
-                maps = layer_outputs(model, batches, compare, device, max_side=None)
+                maps = extract(model, batches, compare, device=device, flatten=False)
                 for name in compare:
                     similarity_rows.append({"student": layer, "stage": stage, "layer": name,
                                             **regional_differences(maps[name], teacher_maps[name])})  # fmt: skip
             if self.kp is not None:
-                found = kp.analyse(student, batches, name=f"student:{layer}", seed=cfg.seed, device=device)
-                point_rows += [{"student": layer, **r} for r in found["points"]]
+                found = self.kp.analyse(student, batches, name=f"student:{layer}", seed=cfg.seed, device=device)
+                point_rows += [{"student": layer, **r} for r in found.points]
 
         rec = ctx.recorder
         rec.save_config(cfg)

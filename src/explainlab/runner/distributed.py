@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import torch
@@ -103,3 +103,32 @@ def release_process_group_at_exit() -> None:
 
 
 _REGISTERED = False
+
+
+def wants_processes(trainer: Mapping[str, Any]) -> bool:
+    """A DDP strategy with more than one process (the `trainer` config) asks for the analysis to be
+    split too."""
+    strategy = str(trainer.get("strategy", "auto"))
+    devices = trainer.get("devices", 1)
+    return strategy.startswith("ddp") and (
+        devices == -1 or devices == "auto" or int(devices) > 1 or int(trainer.get("num_nodes", 1)) > 1
+    )
+
+
+def launch_processes(trainer: Mapping[str, Any], work: Callable[..., T], *args: Any) -> T:
+    """Run `work(fabric, *args)` on the `trainer` config's DDP processes through Lightning Fabric;
+    returns rank 0's result. `work` must be a module-level function (spawned processes pickle it)."""
+    from lightning.fabric import Fabric
+
+    fabric = Fabric(
+        accelerator=trainer.get("accelerator", "auto"),
+        devices=trainer.get("devices", 1),
+        num_nodes=trainer.get("num_nodes", 1),
+        strategy=trainer.get("strategy"),
+    )
+    return fabric.launch(_on_rank, work, *args)
+
+
+def _on_rank(fabric: Any, work: Callable[..., T], *args: Any) -> T:
+    release_process_group_at_exit()
+    return work(fabric, *args)

@@ -19,25 +19,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from explainlab.errors import ConfigValueError, check_int
-from explainlab.methods.featviz import Objective, channel, diversity, logit, robustness_transforms, visualize
-from explainlab.models.layers import record_activations, resolve_layers
+from explainlab.methods.featviz import channel, diversity, logit, representation_loss, robustness_transforms, visualize
+from explainlab.models.layers import resolve_layers
 from explainlab.results import featviz_figures
+from explainlab.runner.activations import eval_device, extract
 from explainlab.runner.context import RunContext
-from explainlab.runner.inference import eval_device
-from explainlab.runner.train import log_to_dashboards, train_unless_given
+from explainlab.runner.training import log_to_dashboards, train_unless_given
 
 SETTINGS = ("unregularised", "regularised")
-
-
-def inversion_objective(layer: str, reference: torch.Tensor) -> Objective:
-    """−‖φ(x) − φ(x0)‖² / ‖φ(x0)‖² at `layer` (Mahendran & Vedaldi's representation loss)."""
-    ref = reference.detach()
-
-    def score(a: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-        diff = (a[layer] - ref.to(a[layer])).flatten(1).pow(2).sum(1)
-        return -diff / ref.flatten(1).pow(2).sum(1).clamp_min(1e-12).to(diff)
-
-    return Objective(score, (layer,), f"{layer}:inversion")
 
 
 class FeatvizStudy:
@@ -101,7 +90,7 @@ class FeatvizStudy:
         c, size = cfg.dataset.in_channels, cfg.model.image_size
         seed = cfg.seed + self.seed_offset
         test = ctx.datamodule.dataset("test")
-        pool, _ = test.__getitems__(list(range(min(self.example_pool, len(test)))))
+        pool, pool_labels = test.__getitems__(list(range(min(self.example_pool, len(test)))))
         rows, panels = [], {}
         for target in self.targets:
             if "layer" in target:
@@ -124,20 +113,19 @@ class FeatvizStudy:
                 images |= {f"diverse {i}": img.cpu() for i, img in enumerate(result.images)}
                 rows.append(self._row(cfg, target["layer"], label, "diversity", result))
             if "layer" in target and self.examples:
-                with torch.no_grad():
-                    acts = record_activations(model, pool.to(device), [target["layer"]])[target["layer"]]
-                strength = acts[:, int(target["channel"])].flatten(1).mean(1).cpu()
+                acts = extract(model, [(pool, pool_labels)], [target["layer"]], device=device, flatten=False,
+                               with_logits=False)[target["layer"]]  # fmt: skip
+                strength = acts[:, int(target["channel"])].flatten(1).mean(1)
                 top = strength.argsort(descending=True)[: self.examples]
                 images |= {f"example {int(i)}": pool[i] for i in top}
             panels[label] = images
         inversions: dict[str, torch.Tensor] = {}
         if self.inversion_layers:
-            reference_image = pool[:1].to(device)
-            with torch.no_grad():
-                refs = record_activations(model, reference_image, self.inversion_layers)
+            refs = extract(model, [(pool[:1], pool_labels[:1])], self.inversion_layers, device=device, flatten=False,
+                           with_logits=False)  # fmt: skip
             inversions["original"] = pool[0]
             for layer in self.inversion_layers:
-                result = visualize(model, inversion_objective(layer, refs[layer]), shape=(1, c, size, size),
+                result = visualize(model, representation_loss(layer, refs[layer]), shape=(1, c, size, size),
                                    steps=self.steps, lr=self.lr, seed=seed, device=device,
                                    **self._setting("inversion", c, size))  # fmt: skip
                 inversions[layer] = result.images[0].cpu()

@@ -14,7 +14,6 @@ Figures: heatmaps_<image>, ssim_<method>, dendrogram_<method>, aopc, randomisati
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -29,34 +28,19 @@ from torch import nn
 from explainlab.data.image_files import load_image_files, resize_images
 from explainlab.errors import ConfigValueError, ExplainlabError, check_choice, check_int
 from explainlab.methods.heatmaps import cluster_heatmaps, cluster_ssim, perturbation_curve, ssim_matrix
-from explainlab.methods.heatmaps.attribution import METHODS, explain, prepare_for_attribution, to_heatmap
-from explainlab.methods.heatmaps.lrp import canonical_copy, inner_input
+from explainlab.methods.heatmaps.attribution import METHODS, explain, prepare, to_heatmap
+from explainlab.methods.heatmaps.sanity import randomised_models
 from explainlab.models.build import MODEL_NAMES
+from explainlab.models.factories import build_trained
 from explainlab.results import heatmap_figures
-from explainlab.runner.chirality import build_trained
+from explainlab.runner.activations import eval_device
 from explainlab.runner.context import RunContext
-from explainlab.runner.inference import eval_device
-from explainlab.runner.train import log_to_dashboards, train_unless_given
+from explainlab.runner.training import log_to_dashboards, train_unless_given
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("run", "akamaster", "torchvision")
 AOPC_ORDERS = ("morf", "lerf", "random")
-
-
-def randomised_copies(model: nn.Module, seed: int) -> list[tuple[int, nn.Module]]:
-    """Cascading randomisation: copies with the last 1, 2, ... parameterised layers (conv/linear)
-    re-initialised (their reset_parameters), top first. Returns [(layers randomised, copy)]."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    out = []
-    for count in range(1, len(layers) + 1):
-        torch.manual_seed(seed + count)
-        clone = copy.deepcopy(model)
-        clone_layers = [m for m in clone.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-        for layer in clone_layers[-count:]:
-            layer.reset_parameters()
-        out.append((count, clone.eval()))
-    return out
 
 
 class HeatmapStudy:
@@ -138,12 +122,9 @@ class HeatmapStudy:
         return x, labels, [f"{self.split}[{i}]" for i in indices]
 
     def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        prepared = prepare_for_attribution(model)
-        needs_lrp = any(method.startswith("lrp") for method in self.methods)
-        canonical = canonical_copy(model, inner_input(model, x).detach()) if needs_lrp else None
         window = min(self.occlusion_window, x.shape[-1])
-        options = {"prepared": prepared, "canonical": canonical, "steps": self.ig_steps, "window": window,
-                   "stride": window}  # fmt: skip
+        options = {**prepare(model, x, self.methods), "ig_steps": self.ig_steps, "occlusion_window": window,
+                   "occlusion_stride": window}  # fmt: skip
         return {m: to_heatmap(explain(model, x, target, m, **options), m).cpu() for m in self.methods}
 
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
@@ -213,8 +194,10 @@ class HeatmapStudy:
             for method in self.methods:
                 rec.save_figure(f"ssim_{method}", heatmap_figures.ssim(mean_ssim[method], names, method))
                 if len(names) > 2:
+                    tree, cophenetic = cluster_ssim(mean_ssim[method])
                     rec.save_figure(
-                        f"dendrogram_{method}", heatmap_figures.dendrogram(mean_ssim[method], names, method)
+                        f"dendrogram_{method}",
+                        heatmap_figures.draw_dendrogram(tree, names, method, cophenetic=cophenetic),
                     )
         rec.save_figure("aopc", heatmap_figures.aopc(aopc))
         metrics: dict[str, Any] = {"seconds": time.perf_counter() - start, "models": len(names)}
@@ -244,7 +227,7 @@ class HeatmapStudy:
     def _randomisation(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                        trained: dict[str, torch.Tensor], seed: int) -> pd.DataFrame:  # fmt: skip
         rows = []
-        for count, clone in randomised_copies(model, seed)[: self.randomisation_layers]:
+        for count, _, clone in randomised_models(model, max_layers=self.randomisation_layers, seed=seed):
             randomised = self._maps(clone, x, target)
             for method in self.methods:
                 for i in range(len(x)):

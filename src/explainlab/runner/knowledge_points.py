@@ -10,114 +10,27 @@ Figures: sample_projection (3-D scatter with class directions), knowledge_points
 from __future__ import annotations
 
 import copy
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from scipy.stats import pearsonr
 
 from explainlab.errors import ConfigValueError, check_choice, check_float, check_int
-from explainlab.methods.knowledge_points import (
-    RegionalImportance,
-    RegionalProjection,
-    SampleProjection,
-    calibrate_strength,
-    knowledge_points,
-    strength_scale,
-    vmf_log_posterior,
-)
-from explainlab.models.cifar_resnet import CIFAR_RESNET_DEPTHS
-from explainlab.models.layers import ActivationRecorder, resolve_layers
+from explainlab.methods.knowledge_points import vmf_log_posterior
+from explainlab.methods.knowledge_points.adversarial import trajectory_analysis
+from explainlab.methods.knowledge_points.analysis import KnowledgePointAnalysis, KnowledgePointResult
+from explainlab.methods.knowledge_points.baselines import EMBEDDINGS
+from explainlab.methods.knowledge_points.defaults import default_layers
+from explainlab.methods.knowledge_points.strength import STRENGTHS
+from explainlab.models.layers import resolve_layers
 from explainlab.results import kp_figures
+from explainlab.runner.activations import eval_device, extract, first_batches
 from explainlab.runner.context import RunContext
-from explainlab.runner.inference import eval_device
-from explainlab.runner.train import load_snapshot, log_to_dashboards, train_unless_given
-
-log = logging.getLogger(__name__)
-
-STRENGTHS = ("calibrated", "per_layer", "learned")
-EMBEDDINGS = ("pca", "tsne", "lle", "isomap")
-
-# (regional layers, sample layer) when the config leaves them null.
-_DEFAULT_LAYERS = {
-    **{n: (["layer1", "layer2", "layer3"], "layer3") for n in CIFAR_RESNET_DEPTHS},
-    **{f"resnet{d}": (["layer2", "layer3", "layer4"], "layer4") for d in (18, 34, 50, 101, 152)},
-    **{n: (["conv1", "conv2"], "fc1") for n in ("mnist_cnn", "lenet_classic", "small_cnn")},
-}
-
-
-def default_layers(model_name: str) -> tuple[list[str], str]:
-    """The regional layers and sample layer used for `model_name` when method.layers is null."""
-    if model_name not in _DEFAULT_LAYERS:
-        raise ConfigValueError(
-            "method.layers",
-            None,
-            f"explicit conv layers for {model_name} (defaults exist for {sorted(_DEFAULT_LAYERS)})",
-        )
-    return _DEFAULT_LAYERS[model_name]
-
-
-@torch.no_grad()
-def layer_outputs(
-    model: torch.nn.Module,
-    loader: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    layers: Sequence[str],
-    device: torch.device,
-    max_side: int | None,
-) -> dict[str, torch.Tensor]:
-    """Raw outputs of `layers` (4-D maps average-pooled to at most max_side x max_side; None keeps
-    them as they are), logits and labels of every batch, on the CPU in loader order."""
-    out: dict[str, list[torch.Tensor]] = {name: [] for name in [*layers, "logits", "labels"]}
-    model.eval().to(device)
-    with ActivationRecorder(model, layers, key="method.layers") as rec:
-        for x, y in loader:
-            out["logits"].append(model(x.to(device)).float().cpu())
-            out["labels"].append(y)
-            for name in layers:
-                act = rec.activations[name].float()
-                if max_side is not None and act.dim() == 4 and max(act.shape[-2:]) > max_side:
-                    act = F.adaptive_avg_pool2d(act, (min(act.shape[-2], max_side), min(act.shape[-1], max_side)))
-                out[name].append(act.cpu())
-    return {name: torch.cat(values) for name, values in out.items()}
-
-
-def class_posterior(probs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """probs (N, R, C), classes (N,) -> (N, R): each region's posterior of its image's class."""
-    return probs.gather(2, classes[:, None, None].expand(-1, probs.shape[1], 1))[..., 0]
-
-
-def entropy(probs: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy (nats) of each row of (N, C) probabilities."""
-    return -torch.special.xlogy(probs, probs).sum(1)
-
-
-def embedding_norms(features: np.ndarray, method: str, dim: int, seed: int) -> np.ndarray:
-    """‖embedding‖ of each sample under a scikit-learn embedding of `features` (Table 1's baselines)."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE, Isomap, LocallyLinearEmbedding
-
-    neighbours = min(10, len(features) - 1)
-    model = {
-        "pca": lambda: PCA(dim, random_state=seed),
-        "tsne": lambda: TSNE(
-            dim,
-            random_state=seed,
-            init="pca",
-            perplexity=min(30.0, (len(features) - 1) / 3),
-            method="exact" if dim > 3 else "barnes_hut",
-        ),  # fmt: skip
-        "lle": lambda: LocallyLinearEmbedding(n_neighbors=neighbours, n_components=dim, random_state=seed),
-        "isomap": lambda: Isomap(n_neighbors=neighbours, n_components=dim),
-    }[method]()
-    embedded = model.fit_transform(features)
-    return np.linalg.norm(embedded - embedded.mean(0), axis=1)
+from explainlab.runner.training import load_snapshot, log_to_dashboards, train_unless_given
 
 
 class KnowledgePointStudy:
@@ -194,122 +107,36 @@ class KnowledgePointStudy:
             raise ConfigValueError("method.reference_layer", self.reference_layer, f"one of {self.layers}")
 
     def first_images(self, ctx: RunContext) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of the first `images` images of `split`, in data set order (the data sets return
-        whole batches)."""
-        dataset = ctx.datamodule.dataset(self.split)
-        n, size = min(self.images, len(dataset)), ctx.datamodule.eval_batch_size
-        return [dataset.__getitems__(list(range(i, min(i + size, n)))) for i in range(0, n, size)]
+        """Batches of the first `images` images of `split`, in data set order."""
+        return first_batches(ctx.datamodule.dataset(self.split), self.images, ctx.datamodule.eval_batch_size)
+
+    def analysis(self) -> KnowledgePointAnalysis:
+        """The analysis with this study's settings (layers resolved)."""
+        return KnowledgePointAnalysis(
+            self.layers, self.sample_layer, self.reference_layer, dim=self.dim, kappa=self.kappa, tau=self.tau,
+            strength=self.strength, alpha=self.alpha, sample_rounds=self.sample_rounds,
+            sample_steps=self.sample_steps, regional_epochs=self.regional_epochs, regional_lr=self.regional_lr,
+            importance_steps=self.importance_steps, batch_size=self.batch_size, embeddings=self.embeddings,
+        )  # fmt: skip
 
     def analyse(
         self, model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *, name: str, seed: int,
         device: torch.device, epoch: int = -1,
-    ) -> dict[str, Any]:  # fmt: skip
-        """Sample projection, regional projections and knowledge points of one model on `batches`.
-
-        Returns {'points': rows of knowledge_points.csv, 'corr': Table 1 rows, 'regional_corr': Table 2
-        rows, 'projection': the SampleProjection, 'g': (N, d'), 'labels': (N,), 'outputs': layer outputs}.
-        """
+    ) -> KnowledgePointResult:  # fmt: skip
+        """Sample projection, regional projections and knowledge points of one model on `batches`
+        (`methods.knowledge_points.analysis`)."""
         torch.manual_seed(seed)
-        outs = layer_outputs(model, batches, list(dict.fromkeys([*self.layers, self.sample_layer])), device,
-                             self.max_side)  # fmt: skip
-        labels, probs = outs["labels"], outs["logits"].softmax(1)
-        sample = outs[self.sample_layer]
-        sample = sample.mean((2, 3)) if sample.dim() == 4 else sample.flatten(1)
-        projection = SampleProjection(self.dim, kappa=self.kappa, rounds=self.sample_rounds, steps=self.sample_steps,
-                                      seed=seed, device=device).fit(sample, probs)  # fmt: skip
-        g = projection.transform(sample).cpu()
-
-        corr_rows = [{"method": "ours", "correlation": float(pearsonr(g.norm(dim=1), entropy(probs))[0])}]
-        for method in self.embeddings:
-            norms = embedding_norms(sample.double().numpy(), method, self.dim, seed)
-            corr_rows.append({"method": method, "correlation": float(pearsonr(norms, entropy(probs).numpy())[0])})
-
-        projected, importance, regionals = {}, {}, {}
-        for layer in self.layers:
-            fmap = outs[layer]
-            if fmap.dim() != 4:
-                raise ConfigValueError("method.layers", layer, "conv layers with (N, K, H, W) outputs")
-            w, _ = RegionalImportance(steps=self.importance_steps, batch_size=self.batch_size).fit_transform(
-                fmap.to(device), outs["logits"].to(device)
-            )
-            regional = RegionalProjection(self.dim, alpha=self.alpha, epochs=self.regional_epochs, lr=self.regional_lr,
-                                          batch_size=self.batch_size, seed=seed, device=device)  # fmt: skip
-            regional.fit(fmap.to(device), outs["logits"], g, w)
-            projected[layer], importance[layer] = regional.transform(fmap.to(device)).cpu(), w.cpu()
-            regionals[layer] = regional
-            log.info("%s %s: regional loss %.4f -> %.4f", name, layer, regional.history_[0], regional.history_[-1])
-
-        scales, calibration_kl = self.strength_scales(projected, importance, probs, projection)
-        kp_rows, region_rows = [], []
-        for layer in self.layers:
-            h = projected[layer]
-            found = knowledge_points(h, labels, projection.log_prior_.cpu(), projection.directions_.cpu(),
-                                     projection.kappa_, tau=self.tau, scale=scales[layer])  # fmt: skip
-            cos_to_g = F.cosine_similarity(h, g[:, None, :], dim=2)
-            kp_rows.append(
-                {
-                    "model": name,
-                    "epoch": epoch,
-                    "layer": layer,
-                    "images": len(h),
-                    "regions": h.shape[1],
-                    "n_points": found.n_points,
-                    "n_reliable": found.n_reliable,
-                    "ratio": found.ratio,
-                    "scale": scales[layer],
-                    "strength": float((scales[layer] * h).norm(dim=2).mean()),
-                    "calibration_kl": calibration_kl.get(layer, float("nan")),
-                    # Σ_r w^r cos(g, h^(r)) averaged over images: how well L_align tied h to g's frame.
-                    "alignment": float((importance[layer] * cos_to_g).sum(1).mean()),
-                }
-            )
-            strength = h.norm(dim=2).flatten().numpy()
-            region_rows.append(
-                {"layer": layer, "correlation": float(pearsonr(strength, importance[layer].flatten().numpy())[0])}
-            )
-        return {"points": kp_rows, "corr": corr_rows, "regional_corr": region_rows, "projection": projection, "g": g,
-                "labels": labels, "outputs": outs, "regional": regionals, "scales": scales,
-                "projected": projected, "importance": importance}  # fmt: skip
-
-    def strength_scales(
-        self, projected: dict[str, torch.Tensor], importance: dict[str, torch.Tensor], probs: torch.Tensor,
-        projection: SampleProjection,
-    ) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
-        """Strength scale per layer for the knowledge-point test (see `strength`), and the KL of each
-        calibrated layer's fit."""
-        args = (probs, projection.log_prior_.cpu(), projection.directions_.cpu(), projection.kappa_)
-        calibrated = {"calibrated": [self.reference_layer], "per_layer": self.layers, "learned": []}[self.strength]
-        fits = {layer: calibrate_strength(projected[layer], importance[layer], *args) for layer in calibrated}
-        prior_kl = float((torch.xlogy(probs, probs) - probs * projection.log_prior_.cpu()).sum(1).mean())
-        for layer, (_, kl) in fits.items():
-            if kl > 0.95 * prior_kl:
-                log.warning(
-                    "%s: its regional features explain the DNN's answers hardly better than the class prior "
-                    "(KL %.3f vs %.3f), so the calibrated strength is near 0 and few or no regions count as "
-                    "knowledge points; a larger method.alpha ties them more closely to the sample features",
-                    layer, kl, prior_kl,
-                )  # fmt: skip
-        if self.strength == "per_layer":
-            return {layer: s for layer, (s, _) in fits.items()}, {layer: kl for layer, (_, kl) in fits.items()}
-        reference = projected[self.reference_layer] * (fits[self.reference_layer][0] if fits else 1.0)
-        scales = {layer: strength_scale(projected[layer], reference) for layer in self.layers}
-        return scales, {layer: kl for layer, (_, kl) in fits.items()}
+        layers = list(dict.fromkeys([*self.layers, self.sample_layer]))
+        outs = extract(model, batches, layers, device=device, flatten=False, max_side=self.max_side)
+        return self.analysis().analyse(outs, name=name, seed=seed, device=device, epoch=epoch)
 
     def adversarial(
-        self, model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], found: dict[str, Any],
+        self, model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], found: KnowledgePointResult,
         attack: Any, *, seed: int, device: torch.device, checkpoints: int = 4,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
-        """Sec. 4 (Figs. 7-8): how an untargeted attack moves the projected regional features.
-
-        The attack is replayed with the same seed for 0 < k_1 < ... < steps steps (a prefix of one
-        trajectory). Over successfully attacked images (DNN answer changed, c_ori -> c_adv), per layer:
-        Δorientation = E cos(h_ori, h_adv), Δstrength = E(‖h_ori‖ − ‖h_adv‖) (strengths scaled as for the
-        knowledge points), the four trajectory types with "important" = p(c | h) > τ (1: important for
-        c_ori before and for c_adv after, never unimportant on the way; 2: the same but unimportant at
-        some step in between; 3: unimportant before, important for c_adv after; 4: important before,
-        unimportant after); and the utilities p(c_ori | h_ori) of regions important for c_adv after.
-        Returns (adversarial table per layer, utilities table).
-        """
+        """Sec. 4 (Figs. 7-8): the attack is replayed with the same seed for 0 < k_1 < ... < steps steps
+        (a prefix of one trajectory); the regional features of every step go to
+        `methods.knowledge_points.adversarial.trajectory_analysis`. Returns (per-layer table, utilities)."""
         x = torch.cat([b[0] for b in batches])
         model.eval().to(device)
         with torch.no_grad():
@@ -321,46 +148,21 @@ class KnowledgePointStudy:
             replay = copy.copy(attack)
             replay.steps = steps
             images.append(replay.perturb(model, x.to(device), c_ori.to(device)).cpu())
-        projection = found["projection"]
+        projection = found.projection
+        prior, directions = projection.log_prior_.cpu(), projection.directions_.cpu()
         posteriors: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
         features: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
         c_adv = c_ori
         for adv in images:
             size = max(len(b[0]) for b in batches)
             chunks = [(adv[i : i + size], c_ori[i : i + size]) for i in range(0, len(adv), size)]
-            outs = layer_outputs(model, chunks, self.layers, device, self.max_side)
+            outs = extract(model, chunks, self.layers, device=device, flatten=False, max_side=self.max_side)
             c_adv = outs["logits"].argmax(1)
             for layer in self.layers:
-                h = found["regional"][layer].transform(outs[layer].to(device)).cpu() * found["scales"][layer]
+                h = found.regional[layer].transform(outs[layer].to(device)).cpu() * found.scales[layer]
                 features[layer].append(h)
-                prior, directions = projection.log_prior_.cpu(), projection.directions_.cpu()
                 posteriors[layer].append(vmf_log_posterior(h, prior, directions, projection.kappa_).exp())
-        success = c_adv != c_ori
-        attacked = int(success.sum())
-        rows, utilities = [], []
-        for layer in self.layers:
-            h_ori, h_adv = features[layer][0][success], features[layer][-1][success]
-            # (checkpoints + 1, attacked images, regions) posteriors of the original / adversarial class
-            p_ori = torch.stack([class_posterior(p[success], c_ori[success]) for p in posteriors[layer]])
-            p_adv = torch.stack([class_posterior(p[success], c_adv[success]) for p in posteriors[layer]])
-            before, after = p_ori[0] > self.tau, p_adv[-1] > self.tau
-            lost_on_the_way = ((p_ori[1:-1] <= self.tau) & (p_adv[1:-1] <= self.tau)).any(0)
-            nan = float("nan")
-            rows.append(
-                {
-                    "layer": layer,
-                    "images": len(x),
-                    "attacked": attacked,
-                    "delta_orientation": float(F.cosine_similarity(h_ori, h_adv, dim=2).mean()) if attacked else nan,
-                    "delta_strength": float((h_ori.norm(dim=2) - h_adv.norm(dim=2)).mean()) if attacked else nan,
-                    "type1": int((before & after & ~lost_on_the_way).sum()),
-                    "type2": int((before & after & lost_on_the_way).sum()),
-                    "type3": int((~before & after).sum()),
-                    "type4": int((before & ~after).sum()),
-                }
-            )
-            utilities += [{"layer": layer, "utility": float(u)} for u in p_ori[0][after]]
-        return pd.DataFrame(rows), pd.DataFrame(utilities, columns=["layer", "utility"])
+        return trajectory_analysis(features, posteriors, c_ori, c_adv, self.tau)
 
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
         start = time.perf_counter()
@@ -384,11 +186,11 @@ class KnowledgePointStudy:
             snapshot = copy.deepcopy(ctx.model)
             snapshot.net.load_state_dict(load_snapshot(ctx, epoch))
             emergence += self.analyse(snapshot, batches, name=cfg.model.name, seed=cfg.seed, device=device,
-                                      epoch=epoch)["points"]  # fmt: skip
+                                      epoch=epoch).points  # fmt: skip
         final_epoch = cfg.recipe.epochs if not external else -1
         found = self.analyse(ctx.model, batches, name=cfg.model.name, seed=cfg.seed, device=device, epoch=final_epoch)
-        kp_rows, corr_rows, region_rows = found["points"], found["corr"], found["regional_corr"]
-        projection, g, labels = found["projection"], found["g"], found["labels"]
+        kp_rows, corr_rows, region_rows = found.points, found.corr, found.regional_corr
+        projection, g, labels = found.projection, found.g, found.labels
         kp_table, corr_table = pd.DataFrame(emergence + kp_rows), pd.DataFrame(corr_rows)
         adversarial = utilities = None
         if self.adversarial_study:
@@ -405,8 +207,8 @@ class KnowledgePointStudy:
         rec.save_figure("knowledge_points", kp_figures.points_per_layer(pd.DataFrame(kp_rows)))
         if emergence:
             rec.save_figure("emergence", kp_figures.emergence(kp_table))
-        if len({found["projected"][layer].shape[1] for layer in self.layers}) == 1:  # one region grid for all
-            scaled = {layer: found["projected"][layer] * found["scales"][layer] for layer in self.layers}
+        if len({found.projected[layer].shape[1] for layer in self.layers}) == 1:  # one region grid for all
+            scaled = {layer: found.projected[layer] * found.scales[layer] for layer in self.layers}
             rec.save_figure("through_layers", kp_figures.through_layers(scaled, labels, projection.directions_.cpu()))
         if adversarial is not None:
             rec.save_table("adversarial", adversarial)

@@ -23,22 +23,21 @@ from explainlab.methods.library import (
     FactoredHAPs,
     HebbianSums,
     LibraryNetwork,
+    agreement,
     associate_libraries,
     build_libraries,
     confusion_index,
-    consistency,
-    detection_auroc,
+    cpl_tables,
     predict_scores_many,
 )
 from explainlab.models.layers import resolve_layers
 from explainlab.models.loading import fingerprint
 from explainlab.results import library_figures
+from explainlab.runner.activations import FeatureCache, cached_split_features, eval_device, extract, plan_storage
 from explainlab.runner.checkpoint_cache import CheckpointCache
 from explainlab.runner.context import RunContext
-from explainlab.runner.distributed import Workers, release_process_group_at_exit
-from explainlab.runner.features import FeatureCache, cached_split_features, extract, plan_storage
-from explainlab.runner.inference import eval_device
-from explainlab.runner.train import ensure_trained, log_to_dashboards, write_training_outputs
+from explainlab.runner.distributed import Workers, launch_processes, wants_processes
+from explainlab.runner.training import TrainingResult, ensure_trained, log_to_dashboards, write_training_outputs
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class LibraryStudy:
     def __init__(
         self,
         layers: Sequence[str],
-        thresholds: Any = (0.5, 0.6, 0.7, 0.8),
+        thresholds: Any = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
         threshold: float | None = None,
         layer_thresholds: Mapping[str, Any] | None = None,
         top_k: int = 3,
@@ -102,7 +101,7 @@ class LibraryStudy:
         check_int("method.top_k", top_k, minimum=1)
         check_choice("method.hap_dtype", hap_dtype, _DTYPES)
         self.top_k, self.hap_dtype, self.block_size, self.progress = top_k, _DTYPES[hap_dtype], block_size, progress
-        self.confusion = {"variant": "paper", "thresholds": None, **(dict(confusion or {}))}
+        self.confusion = {"variant": "paper", "thresholds": [0.65, 0.75], **(dict(confusion or {}))}
         check_choice("method.confusion.variant", self.confusion["variant"], ("paper", "original"))
         self.cpl = {
             "top_k": 20,
@@ -133,15 +132,15 @@ class LibraryStudy:
         trained = None
         if not (cfg.model.get("pretrained") or cfg.model.get("checkpoint")):
             trained = ensure_trained(ctx)
-            if not trained.pop("rank_zero"):  # DDP rank > 0 of the subprocess launcher: help below
+            if not trained.rank_zero:  # DDP rank > 0 of the subprocess launcher: help below
                 return self._analyse(ctx, trained, eval_device(cfg.trainer.get("accelerator")))
             write_training_outputs(ctx, trained)
-        if _wants_processes(cfg) and not Workers().distributed:
-            return launch_processes(cfg, self, trained)
+        if wants_processes(cfg.trainer) and not Workers().distributed:
+            return launch_processes(cfg.trainer, _analyse_on_rank, self, cfg, trained)
         device = Workers().device_hint or eval_device(cfg.trainer.get("accelerator"))
         return self._analyse(ctx, trained, device)
 
-    def _analyse(self, ctx: RunContext, trained: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
+    def _analyse(self, ctx: RunContext, trained: TrainingResult | None, device: torch.device) -> dict[str, Any]:
         """Everything after training; on several DDP processes when torch.distributed is initialised
         (each rank computes its share of batches and blocks; rank 0 builds libraries and writes)."""
         cfg = ctx.cfg
@@ -229,19 +228,9 @@ class LibraryStudy:
                 if t not in self.thresholds[layer]:
                     continue
                 scores = test_scores[t].cpu()
-                top3 = scores.topk(min(3, n_classes), dim=1).indices
                 size_rows.append({"layer": layer, "threshold": t, "size": lib.size_})
-                pred_rows.append(
-                    {
-                        "layer": layer,
-                        "threshold": t,
-                        "top_k": self.top_k,
-                        "n": len(scores),
-                        "top1_agreement": float((scores.argmax(1) == test_pred).float().mean()),
-                        "top1_accuracy": float((scores.argmax(1) == test_labels).float().mean()),
-                        "top3_agreement": float((top3 == test_pred[:, None]).any(1).float().mean()),
-                    }
-                )
+                pred_rows.append({"layer": layer, "threshold": t, "top_k": self.top_k, "n": len(scores),
+                                  **agreement(scores, test_pred, test_labels)})  # fmt: skip
                 ci = confusion_index(scores, test_labels, variant=self.confusion["variant"])
                 classes = list(data.classes) or [str(i) for i in range(n_classes)]
                 if rec is not None:
@@ -275,8 +264,8 @@ class LibraryStudy:
             "processes": workers.world,
         }
         if trained:
-            metrics.update({k: v for k, v in trained.items() if k != "seconds"})
-            headline["DNN training"] = "reused from cache" if trained["cached"] else f"{trained['seconds']:.1f} s"
+            metrics.update({k: v for k, v in trained.as_metrics().items() if k != "seconds"})
+            headline["DNN training"] = "reused from cache" if trained.cached else f"{trained.seconds:.1f} s"
         for row in predictions.itertuples():
             metrics[f"library/{row.layer}/{row.threshold:g}/top1_agreement"] = row.top1_agreement
         if auroc is not None and len(auroc):
@@ -338,7 +327,6 @@ class LibraryStudy:
             parts = workers.map(-(-n // batch), attacked, desc=f"PGD eps={eps:g}")
             variants[eps] = {layer: torch.cat([p[layer] for p in parts]) for layer in self.layers}
             variants[eps].update({layer: FactoredHAPs(variants[eps][layer]) for layer in factored})
-        rows, auroc_rows = [], []
         pairs = [tuple(p) for p in self.cpl["pairs"]] if self.cpl["pairs"] else None
         # P of every (layer, θ) a set uses, per eps: one product with each layer's union of nodes.
         scores: dict[float, dict[tuple[str, float], torch.Tensor]] = {}
@@ -349,29 +337,10 @@ class LibraryStudy:
                 scores[eps].update(
                     predict_scores_many(used, haps[layer], self.cpl["top_k"], map_units=workers.mapper())
                 )
-        for name, chosen in sets.items():
-            per_eps = {}
-            for eps in variants:
-                by_layer = {layer: scores[eps][(layer, chosen[layer])].cpu() for layer in self.layers}
-                per_eps[eps] = consistency(by_layer, pairs=pairs, softmax=self.cpl["softmax"])
-            for eps, cpl in per_eps.items():
-                for i, value in enumerate(cpl.tolist()):
-                    rows.append(
-                        {"index": i, "eps": eps, "threshold_set": name, "is_adversarial": eps > 0, "cpl": value}
-                    )
-                if eps > 0:
-                    auroc_rows.append(
-                        {
-                            "eps": eps,
-                            "threshold_set": name,
-                            "auroc": detection_auroc(per_eps[0.0], cpl),
-                            "n_clean": n,
-                            "n_adv": n,
-                        }
-                    )
+        in_order = {name: {layer: chosen[layer] for layer in self.layers} for name, chosen in sets.items()}
+        cpl_table, auroc = cpl_tables(scores, in_order, pairs=pairs, softmax=self.cpl["softmax"])
         if not workers.is_main:
             return None
-        cpl_table, auroc = pd.DataFrame(rows), pd.DataFrame(auroc_rows)
         rec = ctx.recorder
         rec.save_table("cpl", cpl_table)
         rec.save_table("auroc", auroc)
@@ -380,28 +349,5 @@ class LibraryStudy:
         return auroc
 
 
-def _wants_processes(cfg: DictConfig) -> bool:
-    """A DDP strategy with more than one process asks for the analysis to be split too."""
-    strategy = str(cfg.trainer.get("strategy", "auto"))
-    devices = cfg.trainer.get("devices", 1)
-    return strategy.startswith("ddp") and (
-        devices == -1 or devices == "auto" or int(devices) > 1 or int(cfg.trainer.get("num_nodes", 1)) > 1
-    )
-
-
-def launch_processes(cfg: DictConfig, study: LibraryStudy, trained: dict[str, Any] | None) -> dict[str, Any]:
-    """Run `study._analyse` on the trainer's DDP processes through Lightning Fabric; returns rank 0's metrics."""
-    from lightning.fabric import Fabric
-
-    fabric = Fabric(
-        accelerator=cfg.trainer.get("accelerator", "auto"),
-        devices=cfg.trainer.get("devices", 1),
-        num_nodes=cfg.trainer.get("num_nodes", 1),
-        strategy=cfg.trainer.get("strategy"),
-    )
-    return fabric.launch(_analyse_on_rank, study, cfg, trained)
-
-
-def _analyse_on_rank(fabric: Any, study: LibraryStudy, cfg: DictConfig, trained: dict[str, Any] | None) -> dict:
-    release_process_group_at_exit()
+def _analyse_on_rank(fabric: Any, study: LibraryStudy, cfg: DictConfig, trained: TrainingResult | None) -> dict:
     return study._analyse(RunContext(cfg), trained, fabric.device)

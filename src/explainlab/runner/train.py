@@ -2,220 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from typing import Any
 
-import lightning.pytorch as pl
 import pandas as pd
-import torch
 import torchmetrics
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
-from torch import nn
 
-from explainlab.errors import CheckpointError, NonFiniteModelError, check_choice
-from explainlab.results import figures
+from explainlab.errors import CheckpointError, check_choice
 from explainlab.models.loading import fingerprint
-from explainlab.runner.checkpoint_cache import CheckpointCache, cache_key, is_rank_zero_process
-from explainlab.runner.classifier import ClassifierModule
+from explainlab.results import figures
+from explainlab.runner.activations import eval_device, score
+from explainlab.runner.checkpoint_cache import CheckpointCache
 from explainlab.runner.context import RunContext
-from explainlab.runner.inference import eval_device, score
-
-log = logging.getLogger(__name__)
-
-
-def build_module(ctx: RunContext) -> ClassifierModule:
-    recipe = ctx.cfg.recipe
-    scheduler = instantiate(recipe.scheduler) if recipe.get("scheduler") else None
-    return ClassifierModule(
-        ctx.model,
-        instantiate(recipe.optimizer),
-        scheduler,
-        num_classes=ctx.cfg.model.num_classes,
-        crop_padding=recipe.augment.crop_padding,
-        hflip=recipe.augment.hflip,
-        channels_last=ctx.cfg.model.get("channels_last", False),
-    )
-
-
-def epoch_table(ctx: RunContext) -> pd.DataFrame:
-    """Per-epoch means of the logged metrics (tidy: one row per epoch), from the CSV logger."""
-    csv = ctx.output_dir / "csv" / "metrics.csv"
-    if not csv.is_file():
-        return pd.DataFrame()
-    raw = pd.read_csv(csv)
-    cols = [c for c in raw.columns if c.endswith("_epoch") or c in ("val/loss", "val/acc", "train/acc")]
-    if "epoch" not in raw or not cols:
-        return pd.DataFrame()
-    table = raw.dropna(how="all", subset=cols).groupby("epoch")[cols].mean().reset_index()
-    return table.rename(columns=lambda c: c.removesuffix("_epoch"))
-
-
-class EpochSnapshots(pl.Callback):
-    """Stores the weights of `model` at the end of the listed (1-based) epochs as checkpoint-cache
-    entries under `snapshot_spec(spec, epoch)` (rank zero only; weights-only, key-checked on load)."""
-
-    def __init__(self, cache: CheckpointCache, spec: dict[str, Any], epochs: Sequence[int], model: nn.Module) -> None:
-        self.cache, self.spec, self.epochs, self.model = cache, spec, set(epochs), model
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        epoch = trainer.current_epoch + 1
-        if epoch in self.epochs and trainer.is_global_zero:
-            self.cache.put(snapshot_spec(self.spec, epoch), self.model.net.state_dict(), {"epoch": epoch})
-
-
-def snapshot_spec(spec: dict[str, Any], epoch: int) -> dict[str, Any]:
-    """Cache spec of the weights after `epoch` epochs of the training described by `spec`."""
-    return {**spec, "snapshot_epoch": int(epoch)}
-
-
-def ensure_trained(
-    ctx: RunContext,
-    *,
-    reuse: bool = True,
-    resume: bool = True,
-    model: nn.Module | None = None,
-    module: Callable[[], pl.LightningModule] | None = None,
-    spec: dict[str, Any] | None = None,
-    snapshot_epochs: Sequence[int] = (),
-) -> dict[str, Any]:
-    """Train `ctx.model` under the recipe, or load the cached result of the same spec.
-
-    model / module / spec: train another model (e.g. a distillation student) through the LightningModule
-    `module()` builds, cached under `spec` (default: ctx.model, a ClassifierModule, ctx.training_spec()).
-    snapshot_epochs: also keep the weights after these epochs (read them with `load_snapshot`); when
-    one is missing from the cache, the model is trained again from the start to make it.
-    Returns {'cache_key', 'cache_path', 'cached' (bool), 'seconds', 'test/acc', 'test/loss',
-    'model_fingerprint'}. A second process asking for the same spec waits for the first one (a lock
-    per cache key) and then reuses its entry.
-    """
-    spec = spec or ctx.training_spec()
-    cache = CheckpointCache(ctx.cfg.paths.cache_dir)
-    with cache.lock(spec) if is_rank_zero_process() else nullcontext():
-        pl.seed_everything(ctx.cfg.seed, workers=True)
-        result = _train_or_reuse(ctx, cache, spec, reuse, resume, model, module, snapshot_epochs)
-    if result["rank_zero"]:
-        result["model_fingerprint"] = fingerprint(model or ctx.model)
-    return result
-
-
-def _train_or_reuse(
-    ctx: RunContext,
-    cache: CheckpointCache,
-    spec: dict[str, Any],
-    reuse: bool,
-    resume: bool,
-    model: nn.Module | None,
-    module: Callable[[], pl.LightningModule] | None,
-    snapshot_epochs: Sequence[int],
-) -> dict[str, Any]:
-    key = cache_key(spec)
-    missing = [e for e in snapshot_epochs if not cache.path(snapshot_spec(spec, e)).is_file()]
-    if missing:
-        log.info("training again to keep the weights after epochs %s", missing)
-        reuse = resume = False
-    hit = cache.get(spec) if reuse else None
-    if hit is not None:
-        (model or ctx.model).net.load_state_dict(hit["state_dict"])
-        log.info("reusing cached checkpoint %s", hit["path"])
-        return {
-            "cache_key": key,
-            "cache_path": str(hit["path"]),
-            "cached": True,
-            "seconds": 0.0,
-            "rank_zero": True,
-            **hit["metrics"],
-        }
-
-    module = module() if module is not None else build_module(ctx)
-    model = model or ctx.model
-    partial = cache.partial_path(spec)
-    last = ModelCheckpoint(
-        dirpath=str(partial.parent),
-        filename=partial.name.removesuffix(".ckpt"),
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    callbacks: list[pl.Callback] = [last]
-    if snapshot_epochs:
-        callbacks.append(EpochSnapshots(cache, spec, snapshot_epochs, model))
-    trainer = ctx.trainer(callbacks=callbacks)
-    ckpt_path = str(partial) if resume and cache.check_partial(spec) else None
-    if ckpt_path:
-        log.info("resuming interrupted training from %s", ckpt_path)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=ctx.datamodule, ckpt_path=ckpt_path, weights_only=True)
-    seconds = time.perf_counter() - start
-    result = {
-        "cache_key": key,
-        "cache_path": None,
-        "cached": False,
-        "seconds": seconds,
-        "rank_zero": trainer.is_global_zero,
-    }
-    if not trainer.is_global_zero:  # DDP ranks > 0 (subprocess launcher) leave scoring and writing to rank 0
-        return result
-    tested, _, _ = score(model, ctx.datamodule.loader("test"), eval_device(ctx.cfg.trainer.get("accelerator")))
-    metrics = {"test/acc": tested["acc"], "test/loss": tested["loss"]}
-    try:
-        result["cache_path"] = str(cache.put(spec, model.net.state_dict(), metrics))
-    except NonFiniteModelError:
-        partial.unlink(missing_ok=True)  # a non-finite model is not resumed either
-        raise
-    partial.unlink(missing_ok=True)
-    return {**result, **metrics}
-
-
-def train_unless_given(ctx: RunContext, *, record: bool = True, **kwargs: Any) -> dict[str, Any] | None:
-    """Weights for ctx.model: None when model.pretrained / model.checkpoint supplies them, else the
-    result of `ensure_trained(ctx, **kwargs)`; with `record`, rank zero also writes the training
-    tables and figures into the run directory."""
-    if ctx.cfg.model.get("pretrained") or ctx.cfg.model.get("checkpoint"):
-        return None
-    trained = ensure_trained(ctx, **kwargs)
-    if trained.pop("rank_zero"):
-        if record:
-            write_training_outputs(ctx, trained)
-        else:  # the study's metrics.json still names the weights it used
-            ctx.recorder.remember({"model_fingerprint": trained["model_fingerprint"]})
-    return trained
-
-
-def load_snapshot(ctx: RunContext, epoch: int, spec: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """State dict of the model after `epoch` epochs, kept by `ensure_trained(snapshot_epochs=...)`."""
-    hit = CheckpointCache(ctx.cfg.paths.cache_dir).get(snapshot_spec(spec or ctx.training_spec(), epoch))
-    if hit is None:
-        raise CheckpointError(f"no weights kept after epoch {epoch}: train with snapshot_epochs including it")
-    return hit["state_dict"]
-
-
-def log_to_dashboards(ctx: RunContext, metrics: dict[str, float]) -> None:
-    """Send final metrics to TensorBoard / wandb. The CSV logger is skipped: after a spawned DDP
-    fit, a CSV writer opened in this process would replace the epoch log the workers wrote."""
-    for logger in ctx.loggers:
-        if not isinstance(logger, CSVLogger):
-            logger.log_metrics(metrics)
-            logger.save()
-
-
-def write_training_outputs(ctx: RunContext, result: dict[str, Any]) -> None:
-    """Config, epoch table and curves (when this run trained), test table and metrics of a training."""
-    rec = ctx.recorder
-    rec.save_config(ctx.cfg)
-    epochs = epoch_table(ctx)
-    if len(epochs):
-        rec.save_table("epochs", epochs)
-        rec.save_figure("training_curves", figures.training_curves(epochs))
-    rec.save_table(
-        "test", pd.DataFrame([{"split": "test", "accuracy": result.get("test/acc"), "loss": result.get("test/loss")}])
-    )
-    log_to_dashboards(ctx, {k: v for k, v in result.items() if k.startswith("test/")})
-    rec.log_metrics(result)
+from explainlab.runner.training import ensure_trained, log_to_dashboards, write_training_outputs
 
 
 class TrainTask:
@@ -230,15 +29,16 @@ class TrainTask:
 
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
         ctx = RunContext(cfg)
-        result = ensure_trained(ctx, reuse=self.reuse, resume=self.resume)
-        if not result.pop("rank_zero"):
+        trained = ensure_trained(ctx, reuse=self.reuse, resume=self.resume)
+        result = trained.as_metrics()
+        if not trained.rank_zero:
             return result
-        write_training_outputs(ctx, result)
+        write_training_outputs(ctx, trained)
         result_headline = {
             "test accuracy": result.get("test/acc"),
             "test loss": result.get("test/loss"),
-            "training time": f"{result['seconds']:.1f} s",
-            "checkpoint": result["cache_path"] + (" (reused from cache)" if result["cached"] else ""),
+            "training time": f"{trained.seconds:.1f} s",
+            "checkpoint": trained.cache_path + (" (reused from cache)" if trained.cached else ""),
         }
         ctx.recorder.summary(f"explainlab train: {cfg.model.name} on {ctx.datamodule.name}", result_headline)
         return result

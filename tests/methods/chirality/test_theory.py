@@ -12,8 +12,8 @@ from explainlab.methods.chirality import (
     expected_abs_cos_flip,
     expected_similarity,
     kernel_similarity,
+    reinitialised,
 )
-from explainlab.runner.chirality import reinitialised
 
 
 def test_expected_abs_cos_closed_forms() -> None:

@@ -66,7 +66,7 @@ def test_gradcam_weights_are_spatially_averaged_gradients(tiny) -> None:
 def test_integrated_gradients_and_deeplift_are_complete(tiny) -> None:
     model, x, target = tiny
     delta = (model(x) - model(torch.zeros_like(x))).gather(1, target[:, None]).squeeze(1)
-    ig = explain(model, x, target, "integrated_gradients", steps=200).sum((1, 2, 3))
+    ig = explain(model, x, target, "integrated_gradients", ig_steps=200).sum((1, 2, 3))
     assert ig.tolist() == pytest.approx(delta.tolist(), rel=1e-3, abs=1e-3)
     dl = explain(model, x, target, "deeplift").sum((1, 2, 3))
     assert dl.tolist() == pytest.approx(delta.tolist(), rel=1e-6, abs=1e-6)
@@ -76,7 +76,7 @@ def test_occlusion_of_a_linear_model_is_weight_times_input() -> None:
     torch.manual_seed(1)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).double()
     x, target = torch.rand(3, 1, 4, 4, dtype=torch.float64), torch.tensor([0, 1, 1])
-    got = explain(model, x, target, "occlusion", window=1, stride=1)
+    got = explain(model, x, target, "occlusion", occlusion_window=1, occlusion_stride=1)
     # Captum accumulates occlusion differences in float32.
     assert torch.allclose(got.double(), model[1].weight[target].view(3, 1, 4, 4) * x, atol=1e-6)
 
@@ -123,8 +123,8 @@ def test_every_method_runs_on_every_architecture(name: str) -> None:
     prepared = prepare_for_attribution(model)
     canonical = canonical_copy(model, inner_input(model, x))
     for method in METHODS:
-        attr = explain(model, x, target, method, prepared=prepared, canonical=canonical, steps=8, window=size // 4,
-                       stride=size // 4)  # fmt: skip
+        attr = explain(model, x, target, method, prepared=prepared, canonical=canonical, ig_steps=8,
+                       occlusion_window=size // 4, occlusion_stride=size // 4)  # fmt: skip
         assert attr.shape == x.shape and torch.isfinite(attr).all(), method
         maps = to_heatmap(attr, method)
         assert maps.shape == (2, size, size) and maps.min() >= 0 and maps.max() <= 1, method
@@ -139,3 +139,18 @@ def test_gradcam_layers_follow_the_papers_table(name: str, layer: str) -> None:
     """Paper 003, Table 3.2."""
     model = build_model(name, in_channels=3, image_size=32, mean=(0, 0, 0), std=(1, 1, 1), num_classes=10)
     assert gradcam_layer(model) == layer
+
+
+def test_registry_entries_know_their_needs() -> None:
+    from explainlab.methods.heatmaps.attribution import REGISTRY, prepare
+
+    assert tuple(REGISTRY) == METHODS and {e.reduction for e in REGISTRY.values()} == {"max_abs", "sum"}
+    assert {n for n, e in REGISTRY.items() if e.separate_relus} == {"guided_backprop", "deconvnet", "deeplift",
+                                                                   "guided_gradcam"}  # fmt: skip
+    assert {n for n, e in REGISTRY.items() if e.canonical} == {"lrp_epsilon", "lrp"}
+    assert REGISTRY["integrated_gradients"].options == ("baseline", "ig_steps")
+    model = build_model("small_cnn", image_size=8).eval()
+    x = torch.rand(2, 1, 8, 8)
+    assert prepare(model, x, ["gradient", "occlusion"]) == {"prepared": None, "canonical": None}
+    copies = prepare(model, x, ["deeplift", "lrp"])
+    assert copies["prepared"] is not None and copies["canonical"] is not None

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from explainlab.methods.library import confusion_index, consistency, detection_auroc
+from explainlab.methods.library import agreement, confusion_index, consistency, cpl_tables, detection_auroc
 
 
 def random_scores(n: int = 60, c: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,3 +76,30 @@ def test_auroc_matches_sklearn() -> None:
     expected = roc_auc_score(np.r_[np.zeros(50), np.ones(40)], -np.r_[clean.numpy(), adv.numpy()])
     assert detection_auroc(clean, adv) == pytest.approx(expected)
     assert detection_auroc(torch.ones(3), torch.zeros(3)) == 1.0
+
+
+def test_agreement_against_direct_counts() -> None:
+    scores, labels = random_scores(n=50, c=5, seed=3)
+    dnn_pred = labels.roll(1)
+    got = agreement(scores, dnn_pred, labels)
+    rows = range(len(labels))
+    top3 = [sorted(range(5), key=lambda c, k=k: -float(scores[k, c]))[:3] for k in rows]
+    assert got["top1_agreement"] == pytest.approx(np.mean([int(scores[k].argmax()) == int(dnn_pred[k]) for k in rows]))
+    assert got["top1_accuracy"] == pytest.approx(np.mean([int(scores[k].argmax()) == int(labels[k]) for k in rows]))
+    assert got["top3_agreement"] == pytest.approx(np.mean([int(dnn_pred[k]) in top3[k] for k in rows]))
+
+
+def test_cpl_tables_per_threshold_set_and_strength() -> None:
+    g = torch.Generator().manual_seed(0)
+    p = {eps: {(layer, t): torch.randn(12, 3, generator=g, dtype=torch.float64) for layer in "ab" for t in (0.5, 0.7)}
+         for eps in (0.0, 0.1)}  # fmt: skip
+    sets = {"low": {"a": 0.5, "b": 0.5}, "mixed": {"a": 0.5, "b": 0.7}}
+    cpl, auroc = cpl_tables(p, sets, softmax=True)
+    assert len(cpl) == 2 * 2 * 12 and list(auroc["threshold_set"]) == ["low", "mixed"]
+    for name, chosen in sets.items():
+        clean = consistency({k: p[0.0][(k, t)] for k, t in chosen.items()})
+        adv = consistency({k: p[0.1][(k, t)] for k, t in chosen.items()})
+        rows = cpl[(cpl.threshold_set == name) & (cpl.eps == 0.1)]
+        assert np.allclose(rows["cpl"], adv.numpy()) and rows["is_adversarial"].all()
+        expected = roc_auc_score(np.r_[np.zeros(12), np.ones(12)], -np.r_[clean.numpy(), adv.numpy()])
+        assert auroc[auroc.threshold_set == name]["auroc"].item() == pytest.approx(expected)

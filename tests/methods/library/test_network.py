@@ -76,6 +76,14 @@ def test_links_and_scores_equal_reference() -> None:
         )
 
 
+def test_fit_with_dnn_answers_equals_fit_then_associate() -> None:
+    haps, labels = clustered(60, 8, 3, 0.5, seed=6)
+    one = LibraryNetwork(0.7, block_size=16).fit(haps, labels)
+    two = LibraryNetwork(0.7, block_size=16).fit(haps).associate(haps, labels, 3)
+    assert torch.equal(one.node_index_, two.node_index_) and torch.equal(one.links_, two.links_)
+    assert one.n_classes_ == 3 and LibraryNetwork(0.7).fit(haps, labels, n_classes=5).links_.shape[0] == 5
+
+
 def test_library_predicts_planted_classes() -> None:
     haps, labels = clustered(400, 16, 5, 0.2, seed=5)
     test, test_labels = clustered(200, 16, 5, 0.2, seed=5)

@@ -13,7 +13,7 @@ def test_resnet44_layer1_library_sizes(shared_data: Path, shared_models: Path) -
     from explainlab.data import CIFAR10DataModule
     from explainlab.methods.library import build_libraries
     from explainlab.models import pretrained_cifar_resnet
-    from explainlab.runner.features import extract
+    from explainlab.runner.activations import extract
 
     model = pretrained_cifar_resnet("resnet44", models_dir=str(shared_models))
     data = CIFAR10DataModule(root=str(shared_data), download=False, verify=False, val_size=0, eval_batch_size=1000)

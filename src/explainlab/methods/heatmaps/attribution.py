@@ -13,6 +13,9 @@ canonical copy, see `lrp.py`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import torch
 import torch.fx
 from captum.attr import (
@@ -29,37 +32,8 @@ from captum.attr import (
 from torch import nn
 
 from explainlab.errors import check_choice
-from explainlab.methods.heatmaps.lrp import lrp, separate_relus, trace
+from explainlab.methods.heatmaps.lrp import canonical_copy, inner_input, lrp, separate_relus, trace
 from explainlab.models.layers import resolve_layers, unwrap
-
-METHODS = (
-    "gradient",
-    "gradient_x_input",
-    "guided_backprop",
-    "deconvnet",
-    "gradcam",
-    "guided_gradcam",
-    "integrated_gradients",
-    "deeplift",
-    "occlusion",
-    "lrp_epsilon",
-    "lrp",
-)
-# Channel reduction to a 2-D map: Simonyan et al.'s max |.| for gradient-like maps, the signed sum
-# (total relevance of a pixel) for the relevance-like ones.
-REDUCTION = {
-    "gradient": "max_abs",
-    "guided_backprop": "max_abs",
-    "deconvnet": "max_abs",
-    "guided_gradcam": "max_abs",
-    "gradient_x_input": "sum",
-    "integrated_gradients": "sum",
-    "deeplift": "sum",
-    "occlusion": "sum",
-    "gradcam": "sum",
-    "lrp_epsilon": "sum",
-    "lrp": "sum",
-}
 
 
 def prepare_for_attribution(model: nn.Module) -> torch.fx.GraphModule:
@@ -92,6 +66,94 @@ def _gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: str
     return LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
 
 
+@dataclass(frozen=True)
+class AttributionMethod:
+    """One entry of the registry (Captum-style: one method, one `attribute` call).
+
+    reduction: how `to_heatmap` reduces channels ('max_abs': Simonyan et al.'s max |.| for
+    gradient-like maps; 'sum': the signed sum, the total relevance of a pixel, for relevance-like ones).
+    separate_relus: runs on `prepare_for_attribution(model)` (hook-based methods that need every ReLU
+    to be its own module). canonical: runs on the LRP canonical copy (`lrp.canonical_copy`).
+    options: the keyword options `attribute` reads (the same names as in conf/method/heatmaps.yaml).
+    attribute(model, x, target, inputs) -> (N, C, H, W); `inputs` holds the prepared copies and options.
+    """
+
+    name: str
+    reduction: str
+    attribute: Callable[[nn.Module, torch.Tensor, torch.Tensor, AttributionInputs], torch.Tensor]
+    separate_relus: bool = False
+    canonical: bool = False
+    options: tuple[str, ...] = ()
+
+
+@dataclass
+class AttributionInputs:
+    """What an entry's `attribute` may use besides the model and images: the prepared copies of the
+    model (made once per model by `prepare`) and the options (see `explain`)."""
+
+    prepared: nn.Module | None = None
+    canonical: nn.Module | None = None
+    layer: str | None = None
+    baseline: float = 0.0
+    ig_steps: int = 32
+    occlusion_window: int = 8
+    occlusion_stride: int = 4
+
+
+def _integrated_gradients(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, a: AttributionInputs
+) -> torch.Tensor:
+    # One pass of len(x) images per step instead of len(x) * steps images at once (memory).
+    return IntegratedGradients(model).attribute(
+        x, baselines=a.baseline, target=target, n_steps=a.ig_steps, internal_batch_size=len(x)
+    )
+
+
+def _occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor, a: AttributionInputs) -> torch.Tensor:
+    window, stride = a.occlusion_window, a.occlusion_stride
+    return Occlusion(model).attribute(
+        x, sliding_window_shapes=(x.shape[1], window, window), strides=(x.shape[1], stride, stride),
+        baselines=a.baseline, target=target,
+    )  # fmt: skip
+
+
+_ENTRIES = (
+    AttributionMethod("gradient", "max_abs", lambda m, x, t, a: Saliency(m).attribute(x, target=t, abs=False)),
+    AttributionMethod("gradient_x_input", "sum", lambda m, x, t, a: InputXGradient(m).attribute(x, target=t)),
+    AttributionMethod("guided_backprop", "max_abs",
+                      lambda m, x, t, a: GuidedBackprop(a.prepared).attribute(x, target=t), separate_relus=True),
+    AttributionMethod("deconvnet", "max_abs", lambda m, x, t, a: Deconvolution(a.prepared).attribute(x, target=t),
+                      separate_relus=True),
+    AttributionMethod("gradcam", "sum", lambda m, x, t, a: _gradcam(m, x, t, a.layer).expand_as(x), options=("layer",)),
+    AttributionMethod("guided_gradcam", "max_abs",
+                      lambda m, x, t, a: GuidedBackprop(a.prepared).attribute(x, target=t) * _gradcam(m, x, t, a.layer),
+                      separate_relus=True, options=("layer",)),
+    AttributionMethod("integrated_gradients", "sum", _integrated_gradients, options=("baseline", "ig_steps")),
+    AttributionMethod("deeplift", "sum",
+                      lambda m, x, t, a: DeepLift(a.prepared).attribute(x, baselines=a.baseline, target=t),
+                      separate_relus=True, options=("baseline",)),
+    AttributionMethod("occlusion", "sum", _occlusion, options=("baseline", "occlusion_window", "occlusion_stride")),
+    AttributionMethod("lrp_epsilon", "sum", lambda m, x, t, a: lrp(m, x, t, "epsilon", canonical=a.canonical),
+                      canonical=True),
+    AttributionMethod("lrp", "sum", lambda m, x, t, a: lrp(m, x, t, "epsilon_plus_flat", canonical=a.canonical),
+                      canonical=True),
+)  # fmt: skip
+REGISTRY: dict[str, AttributionMethod] = {entry.name: entry for entry in _ENTRIES}
+METHODS = tuple(REGISTRY)
+REDUCTION = {name: entry.reduction for name, entry in REGISTRY.items()}
+
+
+def prepare(model: nn.Module, x: torch.Tensor, methods: Sequence[str]) -> dict[str, nn.Module | None]:
+    """The copies of `model` that `methods` need, made once: {'prepared': separate ReLUs or None,
+    'canonical': the LRP canonical copy (for images like x) or None}; pass them on to `explain`."""
+    entries = [REGISTRY[m] for m in methods]
+    needs_relus, needs_canonical = any(e.separate_relus for e in entries), any(e.canonical for e in entries)
+    return {
+        "prepared": prepare_for_attribution(model) if needs_relus else None,
+        "canonical": canonical_copy(model, inner_input(model, x).detach()) if needs_canonical else None,
+    }
+
+
 def explain(
     model: nn.Module,
     x: torch.Tensor,
@@ -102,55 +164,35 @@ def explain(
     prepared: nn.Module | None = None,
     canonical: nn.Module | None = None,
     baseline: float = 0.0,
-    steps: int = 32,
-    window: int = 8,
-    stride: int = 4,
+    ig_steps: int = 32,
+    occlusion_window: int = 8,
+    occlusion_stride: int = 4,
 ) -> torch.Tensor:
     """Attributions (N, C, H, W) of the logits `target` (N,) for images x (N, C, H, W) in [0, 1].
 
-    method: one of METHODS. layer: Grad-CAM layer (default `gradcam_layer(model)`). prepared: the
-    result of `prepare_for_attribution(model)`, to reuse across calls. canonical: the LRP methods'
-    `lrp.canonical_copy(model, lrp.inner_input(model, x))`, likewise. baseline: the reference image
-    value for integrated gradients and DeepLIFT and the occlusion fill. steps: integrated-gradients
-    steps. window/stride: occlusion patch size and stride (pixels).
+    method: a key of REGISTRY (METHODS). layer: Grad-CAM layer (default `gradcam_layer(model)`).
+    prepared / canonical: the copies `prepare(model, x, methods)` made, to reuse across calls (made
+    here when a method needs one and none is given). baseline: the reference image value for
+    integrated gradients and DeepLIFT and the occlusion fill. ig_steps: integrated-gradients steps.
+    occlusion_window / occlusion_stride: occlusion patch size and stride (pixels).
     """
     check_choice("method", method, METHODS)
+    entry = REGISTRY[method]
     model.eval()
     x = x.detach().clone().requires_grad_(True)
-    if method in ("guided_backprop", "deconvnet", "deeplift", "guided_gradcam"):
-        prepared = prepared if prepared is not None else prepare_for_attribution(model)
-    if method in ("lrp_epsilon", "lrp"):
-        return lrp(model, x, target, "epsilon" if method == "lrp_epsilon" else "epsilon_plus_flat", canonical=canonical)
-    if method == "gradient":
-        return Saliency(model).attribute(x, target=target, abs=False)
-    if method == "gradient_x_input":
-        return InputXGradient(model).attribute(x, target=target)
-    if method == "guided_backprop":
-        return GuidedBackprop(prepared).attribute(x, target=target)
-    if method == "deconvnet":
-        return Deconvolution(prepared).attribute(x, target=target)
-    if method == "gradcam":
-        return _gradcam(model, x, target, layer).expand_as(x)
-    if method == "guided_gradcam":
-        return GuidedBackprop(prepared).attribute(x, target=target) * _gradcam(model, x, target, layer)
-    if method == "integrated_gradients":
-        # One pass of len(x) images per step instead of len(x) * steps images at once (memory).
-        return IntegratedGradients(model).attribute(
-            x, baselines=baseline, target=target, n_steps=steps, internal_batch_size=len(x)
-        )
-    if method == "deeplift":
-        return DeepLift(prepared).attribute(x, baselines=baseline, target=target)
-    return Occlusion(model).attribute(
-        x, sliding_window_shapes=(x.shape[1], window, window), strides=(x.shape[1], stride, stride),
-        baselines=baseline, target=target,
-    )  # fmt: skip
+    if entry.separate_relus and prepared is None:
+        prepared = prepare_for_attribution(model)
+    inputs = AttributionInputs(prepared=prepared, canonical=canonical, layer=layer, baseline=baseline,
+                               ig_steps=ig_steps, occlusion_window=occlusion_window,
+                               occlusion_stride=occlusion_stride)  # fmt: skip
+    return entry.attribute(model, x, target, inputs)
 
 
 def to_heatmap(attributions: torch.Tensor, method: str) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H, W) in [0, 1]: the method's channel reduction (REDUCTION), then
+    """(N, C, H, W) -> (N, H, W) in [0, 1]: the method's channel reduction (its entry's), then
     min-max per map (a constant map becomes 0)."""
     check_choice("method", method, METHODS)
-    if REDUCTION[method] == "max_abs":
+    if REGISTRY[method].reduction == "max_abs":
         maps = attributions.abs().amax(1)
     else:
         maps = attributions.sum(1)

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from explainlab.errors import ExplainlabError, check_choice
-from explainlab.methods.heatmaps.attribution import METHODS, explain, prepare_for_attribution, to_heatmap
-from explainlab.methods.heatmaps.lrp import canonical_copy, inner_input
+from explainlab.methods.heatmaps.attribution import METHODS, explain, prepare, to_heatmap
 
 
 def _quantus() -> Any:
@@ -41,7 +40,7 @@ def _quantus() -> Any:
 def explain_func(method: str, **options: Any) -> Callable[..., np.ndarray]:
     """A Quantus explain_func for `method`: (model, inputs (N, C, H, W) array, targets (N,) array) ->
     `to_heatmap` maps (N, 1, H, W) float32. options: `attribution.explain`'s keyword arguments
-    (steps, window, stride, baseline, layer). The traced copies a method needs are made per call
+    (ig_steps, occlusion_window, occlusion_stride, baseline, layer). The traced copies a method needs are made per call
     (Quantus hands over a different, randomised model each time)."""
     check_choice("method", method, METHODS)
 
@@ -49,11 +48,7 @@ def explain_func(method: str, **options: Any) -> Callable[..., np.ndarray]:
         device = next(model.parameters()).device
         x = torch.as_tensor(np.asarray(inputs), dtype=next(model.parameters()).dtype, device=device)
         target = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=device).view(-1)
-        extra = dict(options)
-        if method in ("guided_backprop", "deconvnet", "deeplift", "guided_gradcam"):
-            extra["prepared"] = prepare_for_attribution(model)
-        if method.startswith("lrp"):
-            extra["canonical"] = canonical_copy(model, inner_input(model, x).detach())
+        extra = dict(options) | prepare(model, x, [method])
         maps = to_heatmap(explain(model.eval(), x, target, method, **extra), method)
         return maps.unsqueeze(1).float().cpu().numpy()
 

@@ -208,3 +208,17 @@ def distillation_claims(
             }
         )
     return pd.DataFrame(rows, columns=["claim", "measured", "supported"])
+
+
+@torch.no_grad()
+def regional_differences(student_maps: torch.Tensor, teacher_maps: torch.Tensor) -> dict[str, float]:
+    """Orientation (mean 1 − cos) and relative strength (mean |‖f_s‖ − ‖f_t‖| / mean ‖f_t‖) differences
+    of the ReLU'd regional features (what the students mimic) of two (N, K, H, W) maps of one layer,
+    position by position."""
+    s, t = student_maps.relu().flatten(2).transpose(1, 2), teacher_maps.relu().flatten(2).transpose(1, 2)
+    cos = F.cosine_similarity(s, t, dim=2, eps=1e-12)
+    strength_s, strength_t = s.norm(dim=2), t.norm(dim=2)
+    return {
+        "orientation_diff": float((1 - cos).mean()),
+        "strength_diff": float((strength_s - strength_t).abs().mean() / strength_t.mean().clamp_min(1e-12)),
+    }

@@ -1,6 +1,6 @@
 """Library networks (paper 001): construction, Hebbian prediction, confusion index, CPL."""
 
-from explainlab.methods.library.analysis import confusion_index, consistency, detection_auroc
+from explainlab.methods.library.analysis import agreement, confusion_index, consistency, cpl_tables, detection_auroc
 from explainlab.methods.library.network import (
     HebbianSums,
     LibraryNetwork,
@@ -21,10 +21,12 @@ __all__ = [
     "HebbianSums",
     "LibraryNetwork",
     "affine_factors",
+    "agreement",
     "associate_libraries",
     "build_libraries",
     "confusion_index",
     "consistency",
+    "cpl_tables",
     "detection_auroc",
     "factorable",
     "normalize_haps",

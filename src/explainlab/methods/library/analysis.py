@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -65,3 +66,43 @@ def detection_auroc(cpl_clean: torch.Tensor, cpl_adversarial: torch.Tensor) -> f
     if len(cpl_clean) == 0 or len(cpl_adversarial) == 0:
         raise ValueError("AUROC needs at least one clean and one adversarial input.")
     return float(roc_auc_score(is_adv, scores))
+
+
+def agreement(scores: torch.Tensor, dnn_pred: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """How well a library's prediction inputs P (N, C) predict the DNN (paper 001, Table 1):
+    top1_agreement = mean[argmax P = DNN answer], top1_accuracy = mean[argmax P = label],
+    top3_agreement = mean[DNN answer among the 3 largest P]. dnn_pred, labels: (N,)."""
+    top3 = scores.topk(min(3, scores.shape[1]), dim=1).indices
+    return {
+        "top1_agreement": float((scores.argmax(1) == dnn_pred).float().mean()),
+        "top1_accuracy": float((scores.argmax(1) == labels).float().mean()),
+        "top3_agreement": float((top3 == dnn_pred[:, None]).any(1).float().mean()),
+    }
+
+
+def cpl_tables(
+    scores: Mapping[float, Mapping[tuple[str, float], torch.Tensor]],
+    threshold_sets: Mapping[str, Mapping[str, float]],
+    *,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    softmax: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """CPL of every input per attack strength and θ-set (Eq. 5), and its detection AUROC.
+
+    scores: {eps: {(layer, θ): P (N, C)}}, eps = 0 the clean inputs (needed for the AUROC); the same
+    N inputs at every eps. threshold_sets: {name: {layer: θ}}. Returns (cpl: index, eps,
+    threshold_set, is_adversarial, cpl; auroc: eps, threshold_set, auroc, n_clean, n_adv) for eps > 0.
+    """
+    rows, auroc_rows = [], []
+    for name, chosen in threshold_sets.items():
+        per_eps = {}
+        for eps, by_key in scores.items():
+            by_layer = {layer: by_key[(layer, t)].cpu() for layer, t in chosen.items()}
+            per_eps[eps] = consistency(by_layer, pairs=pairs, softmax=softmax)
+        for eps, cpl in per_eps.items():
+            rows += [{"index": i, "eps": eps, "threshold_set": name, "is_adversarial": eps > 0, "cpl": value}
+                     for i, value in enumerate(cpl.tolist())]  # fmt: skip
+            if eps > 0:
+                auroc_rows.append({"eps": eps, "threshold_set": name, "auroc": detection_auroc(per_eps[0.0], cpl),
+                                   "n_clean": len(per_eps[0.0]), "n_adv": len(cpl)})  # fmt: skip
+    return pd.DataFrame(rows), pd.DataFrame(auroc_rows)

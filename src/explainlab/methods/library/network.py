@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from explainlab.io import atomic_path
 from explainlab.methods.library.patterns import (
     Patterns,
     compute_dtype,
     pattern_dim,
     unit_rows,
 )
-from explainlab.results.io import atomic_path
 
 HEBBIAN_WIDTH = 0.01  # g(x) = exp(-(1 - x) / 0.01), Eq. 2
 
@@ -277,13 +277,18 @@ class LibraryNetwork:
         self.block_size, self.device, self.allow_zero = block_size, device, allow_zero
 
     # -- construction (Eq. 1) ---------------------------------------------------------------------
-    def fit(self, haps: Patterns) -> LibraryNetwork:
+    def fit(self, haps: Patterns, dnn_pred: torch.Tensor | None = None, n_classes: int | None = None) -> LibraryNetwork:
         """haps: (N, ...) training patterns in data set order (or `FactoredHAPs`). Sets node_index_
-        and nodes_ (L, D)."""
+        and nodes_ (L, D). With dnn_pred (N,), the DNN's answers, also the Hebbian links (`associate`;
+        n_classes defaults to max(dnn_pred) + 1). Several thresholds at once: `build_libraries` then
+        `associate_libraries` (one pass for all)."""
         index = build_libraries(
             haps, [self.threshold], block_size=self.block_size, device=self.device, allow_zero=self.allow_zero
         )[self.threshold]
-        return self.set_nodes(haps[index], index)
+        self.set_nodes(haps[index], index)
+        if dnn_pred is None:
+            return self
+        return self.associate(haps, dnn_pred, n_classes if n_classes is not None else int(dnn_pred.max()) + 1)
 
     def set_nodes(self, node_haps: Patterns, index: torch.Tensor) -> LibraryNetwork:
         """Install an already-selected library (e.g. from `build_libraries`): node_haps (L, ...)."""
@@ -305,10 +310,21 @@ class LibraryNetwork:
         self._check_fitted()
         return self._nodes if self._nodes is not None else self._union[self._cols]
 
-    def _share(self, union: torch.Tensor, cols: torch.Tensor, index: torch.Tensor) -> LibraryNetwork:
-        """Use columns `cols` of a shared node matrix `union` (U, D) instead of a copy of them."""
+    def share_nodes(self, union: torch.Tensor, cols: torch.Tensor, index: torch.Tensor) -> LibraryNetwork:
+        """Use columns `cols` of a shared node matrix `union` (U, D) instead of a copy of them
+        (`associate_libraries`); index: the stored samples' indices (L,)."""
         self._nodes, self._union, self._cols, self.node_index_ = None, union, cols, index.cpu()
         return self
+
+    @property
+    def union_(self) -> torch.Tensor | None:
+        """The shared node matrix (U, D) this library uses columns of, or None (own nodes)."""
+        return self._union
+
+    @property
+    def columns_(self) -> torch.Tensor | None:
+        """Columns of `union_` that are this library's nodes (L,), or None (own nodes)."""
+        return self._cols
 
     @property
     def _reference(self) -> torch.Tensor:
@@ -350,7 +366,7 @@ class LibraryNetwork:
         self.n_classes_ = n_classes
         return self
 
-    def _complete_links(self, haps: Patterns, sums: HebbianSums, map_units: MapUnits) -> LibraryNetwork:
+    def complete_links(self, haps: Patterns, sums: HebbianSums, map_units: MapUnits = _sequential) -> LibraryNetwork:
         """links_ = construction's partial sums (`HebbianSums`) + the pairs construction never
         formed: each sample in no library against the nodes stored after its block."""
         keys, size = self._reference, self.size_
@@ -480,13 +496,13 @@ def associate_libraries(
     else:
         if hebbian.n_classes != n_classes or not torch.equal(hebbian.dnn_pred.cpu(), dnn_pred.cpu()):
             raise ValueError("the Hebbian sums were made for other DNN answers or another number of classes.")
-        everything._complete_links(haps, hebbian, map_units)
+        everything.complete_links(haps, hebbian, map_units)
     libraries, start = {}, 0
     for t, idx in indices.items():
         cols = position[start : start + len(idx)].to(everything.nodes_.device)
         start += len(idx)
         lib = LibraryNetwork(t, block_size=block_size, device=device, allow_zero=allow_zero)
-        lib._share(everything._nodes, cols, idx)
+        lib.share_nodes(everything.nodes_, cols, idx)
         lib.links_, lib.n_classes_ = everything.links_[:, cols], n_classes
         libraries[t] = lib
     return libraries
@@ -496,8 +512,8 @@ def predict_scores_many(libraries: dict, haps: Patterns, top_k: int, *, map_unit
     """{key: P (N, n_classes)} for libraries that share one union of nodes (`associate_libraries`):
     one (block, |union|) product per block serves every library. Others are predicted one by one."""
     libs = list(libraries.values())
-    union = libs[0]._union if libs else None
-    if union is None or any(lib._union is not union for lib in libs):
+    union = libs[0].union_ if libs else None
+    if union is None or any(lib.union_ is not union for lib in libs):
         return {key: lib.predict_scores(haps, top_k, map_units=map_units) for key, lib in libraries.items()}
     first = libs[0]
 
@@ -507,7 +523,7 @@ def predict_scores_many(libraries: dict, haps: Patterns, top_k: int, *, map_unit
         sims = x @ union.T
         out = []
         for lib in libs:
-            values, idx = sims[:, lib._cols].topk(min(top_k, lib.size_), dim=1)
+            values, idx = sims[:, lib.columns_].topk(min(top_k, lib.size_), dim=1)
             out.append(torch.einsum("bk,mbk->bm", values, lib.links_[:, idx]))
         return torch.stack(out)
 

@@ -1,4 +1,6 @@
-"""Hidden activation patterns (HAPs) of whole data splits, batched, and cached on disk.
+"""The one activation extractor every study uses: batched forward passes in evaluation mode that
+collect the outputs of named layers (forward hooks), the logits and the labels, on the CPU in data
+order; whole splits in fixed batches (split over DDP ranks by `map_units`) and cached on disk.
 
 A cache entry holds one layer of one split for one set of weights; it is keyed by the model's
 weight fingerprint, the data spec, the split and the layer, stores that key inside, and is read
@@ -10,20 +12,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from explainlab.data.base import ImageTensorDataset
-from explainlab.methods.library.network import MapUnits
 from explainlab.methods.library.patterns import affine_factors, factorable
 from explainlab.models.layers import ActivationRecorder, resolve_layers
 from explainlab.results.cache import EntryRejected, EntryStore, check_described, describe
+
+# map_units(n_units, work) -> [work(0), ..., work(n_units - 1)], possibly over several processes
+# (`runner.distributed.Workers.mapper`).
+MapUnits = Callable[[int, Callable[[int], Any]], list]
+
+
+def eval_device(accelerator: str | None) -> torch.device:
+    """CUDA when available and not forced to the CPU by the trainer's accelerator."""
+    return torch.device("cuda" if torch.cuda.is_available() and accelerator != "cpu" else "cpu")
+
+
+def first_batches(dataset: ImageTensorDataset, n: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first `n` samples of `dataset` (clipped to its length) as (x, y) batches of `batch_size`,
+    in data set order."""
+    n = min(n, len(dataset))
+    return [dataset.__getitems__(list(range(i, min(i + batch_size, n)))) for i in range(0, n, batch_size)]
 
 
 def _dtype_per_layer(dtype: torch.dtype | Mapping[str, torch.dtype], layers: Sequence[str]) -> dict[str, torch.dtype]:
@@ -46,14 +64,20 @@ def extract(
     progress: bool = False,
     total: int | None = None,
     factored: Collection[str] = (),
+    flatten: bool = True,
+    max_side: int | None = None,
+    desc: str = "activations",
 ) -> dict[str, torch.Tensor]:
-    """Flattened outputs of `layers` for every batch (x, y), on the CPU, in loader order.
+    """Outputs of `layers` for every batch (x, y), on the CPU, in loader order.
 
     Returns {layer: (N, D) in `dtype` (one dtype, or one per layer), 'logits': (N, K) float32 (if
-    with_logits), 'labels': (N,)}. Layers named in `factored` (affine taps) give their stacked
-    factors (N, 2, d + 1) instead (`explainlab.methods.library.FactoredHAPs`). Without logits the
-    forward pass stops after the last requested layer has fired. When the loader knows its data
-    set's length, outputs are preallocated (no second copy for a concat).
+    with_logits), 'labels': (N,)}. flatten=False keeps each layer's own shape (N, ...); max_side
+    average-pools 4-D maps to at most max_side x max_side positions first (None: as they are).
+    Layers named in `factored` (affine taps) give their stacked factors (N, 2, d + 1) instead
+    (`explainlab.methods.library.FactoredHAPs`). Without logits the forward pass stops after the
+    last requested layer has fired. When the loader knows its data set's length, outputs are
+    preallocated (no second copy for a concat). Forward passes run under torch.inference_mode; the
+    returned tensors are ordinary ones (usable in autograd as inputs).
     """
     model.eval().to(device)
     modules = resolve_layers(model, layers, key="method.layers")
@@ -80,20 +104,28 @@ def extract(
 
         return hook
 
+    def stored(name: str, act: torch.Tensor) -> torch.Tensor:
+        if name in factors:
+            return act
+        if max_side is not None and act.dim() == 4 and max(act.shape[-2:]) > max_side:
+            act = F.adaptive_avg_pool2d(act, (min(act.shape[-2], max_side), min(act.shape[-1], max_side)))
+        return act.flatten(1) if flatten else act
+
     # The recorder's hooks are registered first, so they run before the stopping hooks.
     with ActivationRecorder(model, layers) as rec:
         handles = [modules[n].register_forward_hook(factor(n)) for n in factored]
         handles += [m.register_forward_hook(stop_when_done(n)) for n, m in modules.items()]
         try:
-            for x, y in tqdm(batches, desc="activations", total=total, disable=not progress, leave=False):
+            for x, y in tqdm(batches, desc=desc, total=total, disable=not progress, leave=False):
                 fired.clear()
                 try:
-                    logits = model(x.to(device))
+                    with torch.inference_mode():
+                        logits = model(x.to(device))
                     out["logits"].append(logits.float().cpu())
                 except _Enough:
                     pass
                 for name in layers:
-                    act = factors[name] if name in factors else rec.activations[name].flatten(1)
+                    act = stored(name, factors[name] if name in factors else rec.activations[name])
                     if n_total is None:
                         out[name].append(act.to(dtypes[name]).cpu())
                         continue
@@ -105,6 +137,7 @@ def extract(
         finally:
             for h in handles:
                 h.remove()
+    # Concatenated outside inference mode: ordinary tensors, not inference tensors.
     result = {k: torch.cat(v) for k, v in out.items() if v}
     result.update({k: v[:row] for k, v in filled.items()})
     return result
@@ -258,3 +291,31 @@ def plan_storage(
         if dtype != torch.float64 and 2 * width * 4 <= plain * dtype.itemsize:
             dtypes[name] = torch.float32
     return factored, dtypes
+
+
+def predict_logits(
+    model: nn.Module, batches: Iterable, device: torch.device | str = "cpu", progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, K) and labels (N,) of every batch (x, y), on the CPU, in loader order (`extract`
+    without layers); the model's training mode is restored afterwards."""
+    was_training = model.training
+    out = extract(model, batches, [], device=device, progress=progress, desc="predict")
+    model.train(was_training)
+    return out["logits"], out["labels"]
+
+
+def score(
+    model: nn.Module, batches: Iterable, device: torch.device | str = "cpu", progress: bool = False
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Accuracy, mean cross-entropy and count over all batches, plus the logits and labels.
+
+    Computed in one process over the whole split, so single- and multi-process runs report the
+    same numbers.
+    """
+    logits, labels = predict_logits(model, batches, device, progress=progress)
+    metrics = {
+        "acc": float((logits.argmax(1) == labels).float().mean()),
+        "loss": float(torch.nn.functional.cross_entropy(logits, labels)),
+        "n": len(labels),
+    }
+    return metrics, logits, labels

@@ -8,7 +8,7 @@ import torch
 
 from explainlab.methods.library import FactoredHAPs, unit_rows
 from explainlab.models.mnist_nets import MnistCNN
-from explainlab.runner.features import FeatureCache, cached_split_features, extract, plan_storage
+from explainlab.runner.activations import FeatureCache, cached_split_features, extract, plan_storage
 
 
 class _Images:
