@@ -9,12 +9,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from explainlab.attacks.pgd import LinfPGD
 from explainlab.methods.detection import Inputs
 from explainlab.methods.library import FactoredHAPs
-from explainlab.models.layers import ActivationRecorder
+from explainlab.results.cache import EntryStore
 from explainlab.runner.activations import FeatureCache, extract
 
 
@@ -23,6 +22,7 @@ class AttackCache(FeatureCache):
 
     def __init__(self, cache_dir: str | Path) -> None:
         self.folder = Path(cache_dir) / "attacks"
+        self.store = EntryStore(self.folder, "attacked-image cache")
 
 
 def pool(activation: torch.Tensor) -> torch.Tensor:
@@ -30,20 +30,13 @@ def pool(activation: torch.Tensor) -> torch.Tensor:
     return activation.flatten(2).mean(2) if activation.dim() > 2 else activation.flatten(1)
 
 
-@torch.no_grad()
 def pooled_features(
     model: nn.Module, batches: Iterable, layers: Sequence[str], *, device: torch.device, progress: bool = False
 ) -> dict[str, torch.Tensor]:
-    """{layer: (N, D) float32 pooled outputs, 'logits': (N, C), 'labels': (N,)} of batches (x, y)."""
-    model.eval().to(device)
-    out: dict[str, list[torch.Tensor]] = {name: [] for name in [*layers, "logits", "labels"]}
-    with ActivationRecorder(model, layers, key="method.layers") as rec:
-        for x, y in tqdm(batches, desc="pooled features", disable=not progress, leave=False):
-            out["logits"].append(model(x.to(device)).float().cpu())
-            out["labels"].append(y.cpu())
-            for name in layers:
-                out[name].append(pool(rec.activations[name]).float().cpu())
-    return {k: torch.cat(v) for k, v in out.items()}
+    """{layer: (N, D) float32 pooled outputs, 'logits': (N, C), 'labels': (N,)} of batches (x, y):
+    the one extractor (`runner.activations.extract`) with maps averaged to 1 x 1 (channel means,
+    Lee et al. 2018), vectors as they are."""
+    return extract(model, batches, layers, device=device, max_side=1, progress=progress, desc="pooled features")
 
 
 def cached_pooled_split(
