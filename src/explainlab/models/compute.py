@@ -64,20 +64,29 @@ def input_gradients_only(model: nn.Module) -> Iterator[nn.Module]:
 
 @contextlib.contextmanager
 def channels_last_model(model: nn.Module, enabled: bool) -> Iterator[nn.Module]:
-    """Hold `model`'s 4-D weights channels-last for the block and give them back in the format they
-    had (the values never change, only their layout)."""
+    """Hold `model`'s 4-D parameters and buffers channels-last for the block, then put the original
+    tensors back (with any values the block wrote into them), strides and all: even a (1, C, 1, 1)
+    normalisation buffer whose strides changed would make later activations channels-last."""
     if not enabled:
         yield model
         return
-    weights = [p for p in (*model.parameters(), *model.buffers()) if p.dim() == 4]
-    was_last = [w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights]
+    params = [(m, n, p, p.data) for m in model.modules() for n, p in m._parameters.items() if p is not None]
+    buffers = [(m, n, b) for m in model.modules() for n, b in m._buffers.items() if b is not None]
     model.to(memory_format=torch.channels_last)
     try:
         yield model
     finally:
-        for w, last in zip(weights, was_last):
-            if not last:
-                w.data = w.data.contiguous()
+        with torch.no_grad():
+            for module, name, param, data in params:
+                if param.data is not data:
+                    data.copy_(param.data)
+                    param.data = data
+                module._parameters[name] = param
+            for module, name, buf in buffers:
+                now = module._buffers[name]
+                if now is not buf:
+                    buf.copy_(now)
+                module._buffers[name] = buf
 
 
 AUTOCAST_CHOICES = (None, "bf16")
