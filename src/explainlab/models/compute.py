@@ -46,6 +46,22 @@ def resolve_channels_last(
     return torch.device(device).type == "cuda" or (torch.device(device).type == "cpu" and auto_on_cpu)
 
 
+def set_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:
+    """Lay every 4-D parameter and buffer of `model` out channels-last or in the default contiguous
+    format, with exactly that format's strides (a plain `model.to(memory_format=...)` leaves
+    (1, C, 1, 1) buffers with the other format's strides, which then propagate to activations)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in module._parameters.items():
+                if param is not None and param.dim() == 4:
+                    param.data = param.data.clone(memory_format=fmt)
+            for name, buf in module._buffers.items():
+                if buf is not None and buf.dim() == 4:
+                    module._buffers[name] = buf.clone(memory_format=fmt)
+    return model
+
+
 @contextlib.contextmanager
 def input_gradients_only(model: nn.Module) -> Iterator[nn.Module]:
     """Turn off requires_grad on every parameter for the block (restored after), so that a backward
