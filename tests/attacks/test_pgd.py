@@ -120,3 +120,92 @@ def test_batch_statistics_check_warns_only_when_batches_are_split(caplog: pytest
 def test_with_eps_keeps_compat_bn_train() -> None:
     attack = LinfPGD(eps=0.1, compat_bn_train=True, batch_size=7).with_eps(0.2)
     assert attack.compat_bn_train and attack.eps == 0.2 and attack.batch_size == 7
+
+
+# --- the native backend's fast path: input gradients only, exact advertorch semantics -------------
+
+
+def _small_cnn() -> PixelSpaceModel:
+    from explainlab.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("small_cnn", image_size=8, mean=(0.5,), std=(0.3,)).double().eval()
+
+
+def test_native_equals_advertorch_bit_for_bit_in_float64() -> None:
+    model = _small_cnn()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(12, 1, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (12,), generator=g)
+    for targeted in (False, True):
+        kw = {"eps": 0.05, "steps": 6, "step": 0.01, "random_start": False, "targeted": targeted, "batch_size": 5}
+        ours = LinfPGD(backend="native", **kw).perturb(model, x, y)
+        theirs = LinfPGD(backend="advertorch", **kw).perturb(model, x, y)
+        assert torch.equal(ours, theirs)
+        assert not torch.equal(ours, x)
+
+
+def test_native_freezes_parameters_only_for_the_attack() -> None:
+    model = _small_cnn()
+    first = next(model.parameters())
+    first.requires_grad_(False)  # a flag the attack must give back as it found it
+    x, y = torch.rand(4, 1, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 3])
+    LinfPGD(eps=0.05, steps=2, step=0.01).perturb(model, x, y)
+    assert [p.requires_grad for p in model.parameters()] == [False] + [True] * (len(list(model.parameters())) - 1)
+    assert all(p.grad is None for p in model.parameters())  # no weight gradients were computed
+
+
+def test_channels_last_attack_keeps_the_model_layout_and_the_images() -> None:
+    model = _small_cnn()
+    x, y = torch.rand(6, 1, 8, 8, dtype=torch.float64), torch.arange(6)
+    kw = {"eps": 0.05, "steps": 4, "step": 0.01, "random_start": False}
+    plain = LinfPGD(channels_last=False, **kw).perturb(model, x, y)
+    last = LinfPGD(channels_last=True, **kw).perturb(model, x, y)
+    assert torch.allclose(plain, last, atol=1e-12) and last.is_contiguous()
+    assert all(p.is_contiguous() for p in model.parameters())
+    torch.manual_seed(5)
+    a = LinfPGD(channels_last=True, eps=0.05, steps=2).perturb(model, x, y)
+    torch.manual_seed(5)
+    b = LinfPGD(channels_last=False, eps=0.05, steps=2).perturb(model, x, y)
+    assert torch.allclose(a, b, atol=1e-12)  # the random start does not depend on the layout
+
+
+def test_bad_channels_last_and_autocast_are_refused() -> None:
+    with pytest.raises(ConfigValueError, match="attack.channels_last"):
+        LinfPGD(channels_last="yes")
+    with pytest.raises(ConfigValueError, match="attack.autocast"):
+        LinfPGD(autocast="fp16")
+    with pytest.raises(ConfigValueError, match="attack.autocast.*advertorch"):
+        LinfPGD(autocast="bf16", backend="advertorch")
+    attack = LinfPGD(autocast="bf16", steps=1)
+    assert attack.with_eps(0.2).autocast == "bf16"
+    with pytest.raises(ConfigValueError, match="attack.autocast.*CUDA-only"):
+        attack.perturb(_small_cnn().float(), torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))
+
+
+@pytest.mark.shared_data
+def test_native_matches_advertorch_on_pretrained_resnet20(shared_data, shared_models) -> None:
+    from explainlab.data.cifar10 import read_cifar10_batch
+    from explainlab.models.build import pretrained_cifar_resnet
+
+    images, labels = read_cifar10_batch(shared_data / "cifar-10-batches-py" / "test_batch")
+    x, y = torch.from_numpy(images[:24]).float() / 255, torch.from_numpy(labels[:24])
+    model = pretrained_cifar_resnet("resnet20", models_dir=str(shared_models)).eval()
+    kw = {"eps": 8 / 255, "steps": 3, "step": 2 / 255, "random_start": False}
+    ours = LinfPGD(backend="native", **kw).perturb(model, x, y)
+    theirs = LinfPGD(backend="advertorch", **kw).perturb(model, x, y)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_bf16_autocast_on_cuda_stays_in_the_ball_and_attacks() -> None:
+    model = _small_cnn().float().cuda()
+    x = torch.rand(64, 1, 8, 8, device="cuda")
+    y = model(x).argmax(1)
+    kw = {"eps": 0.1, "steps": 10, "step": 0.02, "random_start": False}
+    fp32 = LinfPGD(**kw).perturb(model, x, y)
+    bf16 = LinfPGD(autocast="bf16", **kw).perturb(model, x, y)
+    assert (bf16 - x).abs().max() <= 0.1 + 1e-6 and bf16.dtype == torch.float32
+    with torch.no_grad():
+        acc32, acc16 = ((model(a).argmax(1) == y).float().mean().item() for a in (fp32, bf16))
+    assert abs(acc32 - acc16) <= 0.1

@@ -13,6 +13,14 @@ from torch import nn
 
 from explainlab.attacks.advertorch_compat import import_advertorch_attacks
 from explainlab.errors import ConfigValueError, check_choice, check_float, check_int
+from explainlab.models.compute import (
+    autocast_context,
+    channels_last_model,
+    check_autocast,
+    input_gradients_only,
+    model_device,
+    resolve_channels_last,
+)
 from explainlab.models.pixel_space import PixelSpaceModel
 
 log = logging.getLogger(__name__)
@@ -36,6 +44,13 @@ class LinfPGD:
         training mode, so the real model's running statistics stay untouched. Batch statistics
         couple the images of a batch: only with `batch_size` >= the number of attacked images are
         they those of the original's one batch (`check_batch_statistics` warns otherwise).
+    channels_last: run the native attack with channels-last convolutions: 'auto' (on CUDA only: on
+        the 2-core CPU it was measured slower for PGD, docs/benchmarks.md), true or false.
+    autocast: null (fp32) or 'bf16' (native backend on CUDA only: bf16 autocast of the forward and
+        backward passes; the images then differ slightly from fp32 ones, see docs/benchmarks.md).
+
+    The native backend computes gradients with respect to the input only (parameters are frozen
+    for the attack), with no host synchronisation inside the loop.
     """
 
     def __init__(
@@ -50,6 +65,8 @@ class LinfPGD:
         compat_clip_normalized: bool = False,
         eps_list: Sequence[float] | None = None,
         compat_bn_train: bool = False,
+        channels_last: bool | str = "auto",
+        autocast: str | None = None,
     ) -> None:
         check_float("attack.eps", eps, low=0.0, high=1.0)
         check_float("attack.step", step, low=0.0, high=1.0)
@@ -61,6 +78,11 @@ class LinfPGD:
         if not isinstance(compat_bn_train, bool):
             raise ConfigValueError("attack.compat_bn_train", compat_bn_train, "true or false")
         self.compat_bn_train = compat_bn_train
+        check_choice("attack.channels_last", channels_last, ("auto", True, False))
+        check_autocast("attack.autocast", autocast)
+        if autocast is not None and backend != "native":
+            raise ConfigValueError("attack.autocast", autocast, "null with attack.backend=advertorch")
+        self.channels_last, self.autocast = channels_last, autocast
         self.eps_list = [float(e) for e in (eps_list if eps_list is not None else [eps])]
         for e in self.eps_list:
             check_float("attack.eps_list", e, low=0.0, high=1.0)
@@ -78,6 +100,8 @@ class LinfPGD:
             self.compat_clip_normalized,
             self.eps_list,
             self.compat_bn_train,
+            self.channels_last,
+            self.autocast,
         )
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -86,6 +110,8 @@ class LinfPGD:
         The model is attacked in eval mode (its mode is restored afterwards), or, with
         `compat_bn_train`, a training-mode copy of it is (the model itself is not changed)."""
         check_batch_statistics(self, len(x))
+        if self.autocast is not None:
+            autocast_context("attack.autocast", self.autocast, x.device)  # refuses before any work
         if self.compat_bn_train:
             attacked = copy.deepcopy(model).train()
             return self._perturb_all(attacked, x, y)
@@ -130,21 +156,35 @@ class LinfPGD:
         return self._native(model, x, y)
 
     def _native(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The update of advertorch's `perturb_iterative` (L-inf), operation for operation, so that the
+        images are bitwise the same given the same start: delta <- clamp(delta + step * sign(grad),
+        -eps, eps); delta <- clamp(x + delta, 0, 1) - x; returns clamp(x + delta, 0, 1)."""
+        device = model_device(model)
+        channels_last = resolve_channels_last(
+            self.channels_last, device, model, key="attack.channels_last", auto_on_cpu=False
+        )
+        memory_format = torch.channels_last if channels_last and x.dim() == 4 else torch.contiguous_format
         x = x.detach()
         delta = torch.zeros_like(x)
-        if self.random_start:
+        if self.random_start:  # drawn in x's own layout, so the start does not depend on channels_last
             delta.uniform_(-self.eps, self.eps)
             delta = (x + delta).clamp(0.0, 1.0) - x
-        for _ in range(self.steps):
-            delta.requires_grad_(True)
-            loss = F.cross_entropy(model(x + delta), y, reduction="sum")
-            if self.targeted:
-                loss = -loss
-            (grad,) = torch.autograd.grad(loss, delta)
-            with torch.no_grad():
-                delta = (delta + self.step * grad.sign()).clamp(-self.eps, self.eps)
-                delta = (x + delta).clamp(0.0, 1.0) - x
-        return (x + delta).clamp(0.0, 1.0).detach()
+        x, delta = x.contiguous(memory_format=memory_format), delta.contiguous(memory_format=memory_format)
+        sign = -1.0 if self.targeted else 1.0
+        with (
+            input_gradients_only(model),
+            channels_last_model(model, channels_last),
+            autocast_context("attack.autocast", self.autocast, x.device),
+        ):
+            for _ in range(self.steps):
+                delta.requires_grad_(True)
+                loss = F.cross_entropy(model(x + delta), y, reduction="sum")
+                (grad,) = torch.autograd.grad(loss, delta)
+                with torch.no_grad():
+                    # sign * step is exact, so add_ gives advertorch's delta + step * sign(grad) bit for bit
+                    delta = delta.detach().add_(grad.sign_(), alpha=sign * self.step).clamp_(-self.eps, self.eps)
+                    delta = torch.add(x, delta).clamp_(0.0, 1.0).sub_(x)
+        return (x + delta).clamp_(0.0, 1.0).contiguous()
 
 
 def check_batch_statistics(attack: LinfPGD, n_images: int) -> str | None:

@@ -71,7 +71,7 @@ def build_model(
     checkpoint: str | None = None,
     weights: str | None = None,
     taps: Sequence[str] = (),
-    channels_last: bool = False,
+    channels_last: bool | str = False,
     cache_dir: str | os.PathLike = ".cache",
     models_dir: str | None = None,
 ) -> PixelSpaceModel:
@@ -81,9 +81,11 @@ def build_model(
     checkpoint: path of any local weights file (ours, akamaster's, or a Lightning .ckpt).
     weights: torchvision weights enum name (e.g. DEFAULT) for the torchvision models (downloads).
     taps: layer names later methods read; validated here so a typo fails before any work.
-    channels_last: store conv weights channels-last (faster convolutions on GPUs, esp. with bf16).
+    channels_last: store conv weights channels-last (faster convolutions on GPUs, esp. with bf16);
+        'auto' leaves the choice to training, per device (`runner.classifier.ClassifierModule`).
     """
     check_choice("model.name", name, MODEL_NAMES)
+    check_choice("model.channels_last", channels_last, ("auto", True, False))
     if name in TORCHVISION_MODELS:
         kwargs = {} if weights else {"num_classes": num_classes, **_UNTRAINED_KWARGS.get(name, {})}
         net = torchvision.models.get_model(name, weights=weights, **kwargs)
@@ -101,7 +103,7 @@ def build_model(
         load_weights(net, checkpoint)
     model = PixelSpaceModel(net, mean, std, name=name)
     resolve_layers(model, taps, key="model.taps")
-    if channels_last:
+    if channels_last is True:  # 'auto' is decided where the device is known (training, attacks)
         model = model.to(memory_format=torch.channels_last)
     return model
 

@@ -12,7 +12,13 @@ import torchmetrics
 from torch import nn
 
 from explainlab.data.augment import random_crop_flip
+from explainlab.models.compute import resolve_channels_last, set_memory_format
 from explainlab.runner.distributed import release_process_group_at_exit
+
+
+# Channels-last training on the CPU under model.channels_last=auto: measured on the 2-core CPU
+# (benchmarks/channels_last_speed.py, docs/benchmarks.md).
+TRAIN_CHANNELS_LAST_ON_CPU = False
 
 
 class ClassifierModule(pl.LightningModule):
@@ -21,7 +27,12 @@ class ClassifierModule(pl.LightningModule):
     optimizer: callable params -> torch.optim.Optimizer (a Hydra `_partial_`).
     scheduler: callable optimizer -> LR scheduler, stepped once per epoch, or None.
     crop_padding / hflip: batched augmentation applied to training batches on the device.
-    channels_last: run the model in channels-last memory format (faster convolutions on GPUs).
+    channels_last: run the model in channels-last memory format: true, false, or 'auto' (decided
+        when training starts, for the device it runs on: on for conv nets on CUDA, and on the CPU
+        when `TRAIN_CHANNELS_LAST_ON_CPU`, the measured choice of docs/benchmarks.md; the model is
+        given back in its own format when training ends).
+
+    Per step it only accumulates: the accuracy is updated (not computed) and computed once per epoch.
     """
 
     def __init__(
@@ -33,13 +44,17 @@ class ClassifierModule(pl.LightningModule):
         num_classes: int = 10,
         crop_padding: int = 0,
         hflip: bool = False,
-        channels_last: bool = False,
+        channels_last: bool | str = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.crop_padding, self.hflip, self.channels_last = crop_padding, hflip, channels_last
-        if channels_last:
+        self.crop_padding, self.hflip = crop_padding, hflip
+        resolve_channels_last(channels_last, "cpu", model, key="model.channels_last", auto_on_cpu=False)  # refuse early
+        self.channels_last_setting = channels_last
+        self.channels_last = channels_last is True
+        self._auto_converted = False
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         metric = dict(task="multiclass", num_classes=num_classes)
         self.train_acc = torchmetrics.Accuracy(**metric)
@@ -49,6 +64,18 @@ class ClassifierModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             release_process_group_at_exit()
+        if self.channels_last_setting == "auto" and stage == "fit" and self._trainer is not None:
+            device = self.trainer.strategy.root_device
+            if resolve_channels_last(
+                "auto", device, self.model, key="model.channels_last", auto_on_cpu=TRAIN_CHANNELS_LAST_ON_CPU
+            ) and not self.channels_last:
+                set_memory_format(self.model, True)
+                self.channels_last = self._auto_converted = True
+
+    def on_fit_end(self) -> None:
+        if self._auto_converted:  # later studies get the model in the format it came in
+            set_memory_format(self.model, False)
+            self.channels_last = self._auto_converted = False
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Dropout and augmentation draw from the global generators: a resumed run must go on with
@@ -79,7 +106,7 @@ class ClassifierModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        accuracy(logits, y)
+        accuracy.update(logits, y)  # forward() would also compute a per-batch accuracy nobody reads
         on_step = stage == "train"
         self.log(
             f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(y)
