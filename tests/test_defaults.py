@@ -24,6 +24,8 @@ GROUPS = ("method", "attack", "dataset")
 DELIBERATE = {
     ("attack/pgd_linf", "eps_list"): "the class sweeps [eps] alone; the YAML gives paper 001's sweep",
     ("method/distill", "kp"): "None skips the knowledge points; the YAML runs them with settings of its own",
+    ("method/detect", "detector_args"): "None = each detector's own defaults; the YAML spells them out for users "
+    "to override (test_detect_yaml_detector_args_are_the_detectors_defaults keeps them equal)",
     # The data modules' defaults are generic; each data set's file states its own split and batch.
     ("dataset/mnist", "val_size"): "this data set's choice: no validation split (all training images train)",
     ("dataset/mnist", "eval_batch_size"): "this data set's choice: larger evaluation batches",
@@ -81,3 +83,13 @@ def test_yaml_and_class_defaults_agree(compose, group: str, option: str) -> None
     differing = {k for k in a if a.get(k) != b.get(k)}
     expected = {key for (where, key) in DELIBERATE if where == f"{group}/{option}"}
     assert differing == expected, {k: (a.get(k), b.get(k)) for k in differing ^ expected}
+
+
+def test_detect_yaml_detector_args_are_the_detectors_defaults() -> None:
+    """The detect YAML lists each detector's options with the values its class uses by default."""
+    from explainlab.methods.detection import DETECTORS
+
+    stated = yaml.safe_load((CONF / "method" / "detect.yaml").read_text())["detector_args"]
+    for name, args in stated.items():
+        params = inspect.signature(DETECTORS[name]).parameters
+        assert {k: params[k].default for k in args} == args, name
