@@ -147,6 +147,8 @@ def test_negative_epochs_are_refused(compose) -> None:
         run(compose(FAST + ["recipe.epochs=-2"]))
 
 
+# slow: ~2 min on the 2-core CPU (one MNIST epoch); run with -m slow, recorded in docs/benchmarks.md
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_one_epoch_of_mnist_cnn_on_real_mnist(compose, tmp_path: Path, shared_data: Path) -> None:
     cfg = compose(

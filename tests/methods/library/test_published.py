@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 
+# slow: ~80 s and 3.3 GB (50,000 layer1 patterns); run with -m slow
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_resnet44_layer1_library_sizes(shared_data: Path, shared_models: Path) -> None:
     from explainlab.data import CIFAR10DataModule
