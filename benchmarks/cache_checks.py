@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from explainlab.models import build_model
 from explainlab.runner.checkpoint_cache import CheckpointCache
 from explainlab.runner.activations import FeatureCache
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm: file in the page cache, imports done
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds
 
 
 def main() -> None:

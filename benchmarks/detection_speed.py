@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from pytorch_ood.detector import Mahalanobis as OODMahalanobis
 from sklearn.neighbors import NearestNeighbors
 
 from explainlab.methods.detection import DETECTORS, knn_distances, make_detector
+from timing import median_seconds
 
 LAYERS = ["conv1", "layer1", "layer2", "layer3"]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -61,16 +61,6 @@ def synthetic_features(n_train: int, n_test: int) -> tuple[dict, dict]:
     return split(n_train), split(n_test)
 
 
-def seconds(fn, repeats: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def lid_loop(x: np.ndarray, reference: np.ndarray, k: int, batches: int, size: int) -> np.ndarray:
     """Per image and minibatch, Ma et al.'s Eq. 4 with numpy: what a direct port loops over."""
     out = np.empty(len(x))
@@ -103,32 +93,32 @@ def main() -> None:
         if name == "cpl":
             continue  # the library study's benchmarks (library_construction.py) time CPL's libraries
         det = make_detector(name, layers=LAYERS, **args_by_name.get(name, {}))
-        fit_s = seconds(lambda det=det: det.fit(feats_train, train["logits"], train["labels"]), repeats=1)
-        score_s = seconds(lambda det=det: det.score(feats_test, test["logits"]))
+        fit_s = median_seconds(lambda det=det: det.fit(feats_train, train["logits"], train["labels"]), repeats=1)
+        score_s = median_seconds(lambda det=det: det.score(feats_test, test["logits"]))
         print(f"| {name} | {fit_s:.3f} | {score_s:.3f} | {len(test['labels']) / score_s:,.0f} |")
 
     print("\n| step | ours (s) | reference | reference (s) | ratio |\n| --- | --- | --- | --- | --- |")
     x_tr, x_te, y_tr = feats_train["layer3"], feats_test["layer3"], train["labels"]
     ours = make_detector("mahalanobis", layers=["layer3"]).fit({"layer3": x_tr}, None, y_tr)
     ood = OODMahalanobis(None).fit_features(x_tr, y_tr)
-    a = seconds(lambda: ours.layer_scores({"layer3": x_te}))
-    b = seconds(lambda: ood.predict_features(x_te))
+    a = median_seconds(lambda: ours.layer_scores({"layer3": x_te}))
+    b = median_seconds(lambda: ood.predict_features(x_te))
     print(f"| Mahalanobis score, layer3 (64-d), {len(x_te)} images | {a:.4f} | pytorch-ood Mahalanobis "
           f"(float32, loop over classes) | {b:.4f} | {b / a:.1f}x |")  # fmt: skip
-    a = seconds(lambda: make_detector("mahalanobis", layers=["layer3"]).fit({"layer3": x_tr}, None, y_tr), 1)
-    b = seconds(lambda: OODMahalanobis(None).fit_features(x_tr, y_tr), 1)
+    a = median_seconds(lambda: make_detector("mahalanobis", layers=["layer3"]).fit({"layer3": x_tr}, None, y_tr), 1)
+    b = median_seconds(lambda: OODMahalanobis(None).fit_features(x_tr, y_tr), 1)
     print(f"| Mahalanobis fit, layer3, {len(x_tr)} images | {a:.4f} | pytorch-ood fit_features | {b:.4f} "
           f"| {b / a:.1f}x |")  # fmt: skip
     nn = NearestNeighbors(n_jobs=-1).fit(x_tr.double().numpy())
-    a = seconds(lambda: knn_distances(x_te, x_tr, 75))
-    b = seconds(lambda: nn.kneighbors(x_te.double().numpy(), n_neighbors=75))
+    a = median_seconds(lambda: knn_distances(x_te, x_tr, 75))
+    b = median_seconds(lambda: nn.kneighbors(x_te.double().numpy(), n_neighbors=75))
     print(f"| 75 nearest neighbours (deep k-NN, one layer), {len(x_te)} queries | {a:.4f} | scikit-learn "
           f"NearestNeighbors (pytorch-ood KNN) | {b:.4f} | {b / a:.1f}x |")  # fmt: skip
     lid = make_detector("lid", layers=["layer3"]).fit({"layer3": x_tr}, None, None)
     ref = lid.reference_["layer3"].numpy()
     few = x_te[:200]
-    a = seconds(lambda: lid.layer_scores({"layer3": few}))
-    b = seconds(lambda: lid_loop(few.double().numpy(), ref, 20, 10, 100), repeats=1)
+    a = median_seconds(lambda: lid.layer_scores({"layer3": few}))
+    b = median_seconds(lambda: lid_loop(few.double().numpy(), ref, 20, 10, 100), repeats=1)
     expected = lid_loop(few.double().numpy(), ref, 20, 10, 100)
     np.testing.assert_allclose(lid.layer_scores({"layer3": few})[:, 0].numpy(), expected, rtol=1e-8)
     print(f"| LID (k=20, 10 minibatches of 100), layer3, {len(few)} images | {a:.4f} | per-image numpy loop "
