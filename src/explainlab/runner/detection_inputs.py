@@ -52,17 +52,20 @@ def cached_pooled_split(
     progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Pooled features, logits and labels of the first `limit` images (None = all) of a split; read
-    from `cache` when present (key: spec + layer + 'channel_mean' + limit), else extracted and written."""
+    from `cache` when present (key: spec + layer + 'channel_mean' + limit), else extracted and written,
+    under the cache's per-key lock (parallel jobs extract once)."""
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
     wanted = [*layers, "logits", "labels"]
     key = {**spec, "form": "channel_mean", "images": n}
-    found = {name: cache.get({**key, "layer": name}) for name in wanted}
-    if any(v is None for v in found.values()):
-        batches = (dataset[i : min(i + batch_size, n)] for i in range(0, n, batch_size))
-        fresh = pooled_features(model, batches, layers, device=device, progress=progress)
-        for name in wanted:
-            cache.put({**key, "layer": name}, fresh[name])
-        found = fresh
+    # A second process pooling the same split waits here, then reads what the first one wrote.
+    with cache.lock({**key, "layers": sorted(wanted)}):
+        found = {name: cache.get({**key, "layer": name}) for name in wanted}
+        if any(v is None for v in found.values()):
+            batches = (dataset[i : min(i + batch_size, n)] for i in range(0, n, batch_size))
+            fresh = pooled_features(model, batches, layers, device=device, progress=progress)
+            for name in wanted:
+                cache.put({**key, "layer": name}, fresh[name])
+            found = fresh
     return {name: found[name] for name in wanted}
 
 
