@@ -17,6 +17,7 @@ from explainlab.models.compute import (
     autocast_context,
     channels_last_model,
     check_autocast,
+    fold_batch_norms,
     input_gradients_only,
     model_device,
     resolve_channels_last,
@@ -48,6 +49,11 @@ class LinfPGD:
         the 2-core CPU it was measured slower for PGD, docs/benchmarks.md), true or false.
     autocast: null (fp32) or 'bf16' (native backend on CUDA only: bf16 autocast of the forward and
         backward passes; the images then differ slightly from fp32 ones, see docs/benchmarks.md).
+    fold_bn: attack a copy of the model whose eval-mode batch norms are folded into the convolutions
+        before them (`models.compute.fold_batch_norms`; native backend, not with compat_bn_train).
+        The same function up to rounding, about 1.7x faster on the 2-core CPU for ResNet20, but the
+        images are no longer bitwise advertorch's: pixels whose gradient is near zero may take the
+        other sign (docs/benchmarks.md). Models whose batch norms cannot be folded are refused.
 
     The native backend computes gradients with respect to the input only (parameters are frozen
     for the attack), with no host synchronisation inside the loop.
@@ -67,6 +73,7 @@ class LinfPGD:
         compat_bn_train: bool = False,
         channels_last: bool | str = "auto",
         autocast: str | None = None,
+        fold_bn: bool = False,
     ) -> None:
         check_float("attack.eps", eps, low=0.0, high=1.0)
         check_float("attack.step", step, low=0.0, high=1.0)
@@ -83,6 +90,16 @@ class LinfPGD:
         if autocast is not None and backend != "native":
             raise ConfigValueError("attack.autocast", autocast, "null with attack.backend=advertorch")
         self.channels_last, self.autocast = channels_last, autocast
+        if not isinstance(fold_bn, bool):
+            raise ConfigValueError("attack.fold_bn", fold_bn, "true or false")
+        if fold_bn and backend != "native":
+            raise ConfigValueError("attack.fold_bn", fold_bn, "false with attack.backend=advertorch")
+        if fold_bn and compat_bn_train:
+            raise ConfigValueError(
+                "attack.fold_bn", fold_bn, "false with attack.compat_bn_train=true (training-mode batch norms "
+                "normalise with the attacked batch's statistics, which cannot be folded into weights)"
+            )  # fmt: skip
+        self.fold_bn = fold_bn
         self.eps_list = [float(e) for e in (eps_list if eps_list is not None else [eps])]
         for e in self.eps_list:
             check_float("attack.eps_list", e, low=0.0, high=1.0)
@@ -102,13 +119,15 @@ class LinfPGD:
             self.compat_bn_train,
             self.channels_last,
             self.autocast,
+            self.fold_bn,
         )
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Adversarial images (B, C, H, W) in [0, 1], within eps of x (L-inf) unless in compat mode.
 
         The model is attacked in eval mode (its mode is restored afterwards), or, with
-        `compat_bn_train`, a training-mode copy of it is (the model itself is not changed)."""
+        `compat_bn_train`, a training-mode copy of it is, or, with `fold_bn`, an eval-mode copy with
+        its batch norms folded into the convolutions (the model itself is not changed)."""
         check_batch_statistics(self, len(x))
         if self.autocast is not None:
             autocast_context("attack.autocast", self.autocast, x.device)  # refuses before any work
@@ -118,7 +137,8 @@ class LinfPGD:
         was_training = model.training
         model.eval()
         try:
-            return self._perturb_all(model, x, y)
+            attacked = fold_batch_norms(model, key="attack.fold_bn") if self.fold_bn else model
+            return self._perturb_all(attacked, x, y)
         finally:
             model.train(was_training)
 
