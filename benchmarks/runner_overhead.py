@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback
 from explainlab.config import compose_config
 from explainlab.data.augment import random_crop_flip
 from explainlab.runner.context import RunContext
-from explainlab.runner.train import build_module
+from explainlab.runner.training import build_module
 
 
 class EpochTimer(Callback):
