@@ -257,6 +257,28 @@ def test_fold_bn_is_validated() -> None:
         LinfPGD(fold_bn=True, steps=1).perturb(unfoldable.eval(), torch.rand(2, 1, 2, 2), torch.tensor([0, 1]))
 
 
+def test_compile_is_validated_and_kept_by_with_eps() -> None:
+    with pytest.raises(ConfigValueError, match="attack.compile"):
+        LinfPGD(compile="yes")
+    with pytest.raises(ConfigValueError, match="attack.compile.*advertorch"):
+        LinfPGD(compile=True, backend="advertorch")
+    with pytest.raises(ConfigValueError, match="attack.compile.*fold_bn"):
+        LinfPGD(compile=True, fold_bn=True)
+    assert LinfPGD(compile=True).with_eps(0.2).compile
+
+
+@pytest.mark.slow  # compiling takes ~20 s even for this small net on the 2-core CPU
+def test_compiled_attack_equals_the_eager_one_up_to_rounding() -> None:
+    model = _small_cnn().float()
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.rand(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    kw = {"eps": 0.05, "steps": 4, "step": 0.01, "random_start": False, "batch_size": 8}
+    eager = LinfPGD(**kw).perturb(model, x, y)
+    ours = LinfPGD(compile=True, **kw).perturb(model, x, y)
+    assert (ours != eager).float().mean() < 0.02 and (ours - eager).abs().max() <= 2 * 0.01 * 4 + 1e-6
+    assert all(p.requires_grad for p in model.parameters())
+
+
 @pytest.mark.shared_data
 def test_native_matches_advertorch_on_pretrained_resnet20(shared_data, shared_models) -> None:
     from explainlab.data.cifar10 import read_cifar10_batch
