@@ -52,9 +52,10 @@ class LinfPGD:
         backward passes; the images then differ slightly from fp32 ones, see docs/benchmarks.md).
     fold_bn: attack a copy of the model whose eval-mode batch norms are folded into the convolutions
         before them (`models.compute.fold_batch_norms`; native backend, not with compat_bn_train).
-        The same function up to rounding, about 1.7x faster on the 2-core CPU for ResNet20, but the
-        images are no longer bitwise advertorch's: pixels whose gradient is near zero may take the
-        other sign (docs/benchmarks.md). Models whose batch norms cannot be folded are refused.
+        The same function up to rounding, faster (ResNet20 1.75x, ResNet44 1.06x on the loaded
+        2-core CPU), but the images are no longer bitwise advertorch's: pixels whose gradient is
+        near zero may take the other sign (docs/benchmarks.md). Models whose batch norms cannot be
+        folded are refused.
     compile: run the native attack's forward and backward through `torch.compile` (inductor; native
         backend, not with fold_bn, whose copy is new every call). The steady state of a ResNet20 PGD
         step was 1.57x eager on the 2-core CPU, but compiling takes about 2 minutes per process and
