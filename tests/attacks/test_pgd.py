@@ -325,3 +325,14 @@ def test_fold_bn_keeps_robust_accuracy_on_pretrained_resnet20(shared_data, share
         robust = [(model(a).argmax(1) == y).sum().item() for a in (plain, folded)]
     assert robust[0] == robust[1] and robust[0] < (model(x).argmax(1) == y).sum().item()
     assert (plain != folded).float().mean() < 0.1  # near-zero gradients may take the other sign
+
+
+@pytest.mark.gpu
+def test_fold_bn_on_cuda_matches_the_unfolded_attack() -> None:
+    model = _bn_resnet20().cuda()
+    x = torch.rand(8, 3, 32, 32, dtype=torch.float64, device="cuda")
+    y = torch.arange(8, device="cuda")
+    kw = {"eps": 8 / 255, "step": 2 / 255, "steps": 3, "random_start": False}
+    plain, folded = LinfPGD(**kw).perturb(model, x, y), LinfPGD(fold_bn=True, **kw).perturb(model, x, y)
+    assert folded.device.type == "cuda" and (plain != folded).float().mean() < 1e-3
+    assert all(p.device.type == "cuda" for p in model.parameters())
