@@ -6,8 +6,9 @@ the first --images CIFAR-10 test images (--data-root, default ../shared/data), e
 default; torchattacks averages, which gives the same signs). The tools run interleaved, --rounds
 times each after a warm-up call, and every row reports the fastest round (the machine may be shared). Prints one
 markdown row per tool with seconds, its time over native's, robust accuracy and whether its images
-equal advertorch's; also the native backend channels-last, and on CUDA (--device cuda) with bf16
-autocast.
+equal advertorch's; also the native backend channels-last, with batch norms folded into the
+convolutions (attack.fold_bn, the folding inside the timed call), and on CUDA (--device cuda) with
+bf16 autocast.
 
     python benchmarks/pgd_speed.py --models resnet20 resnet44 --images 128 --steps 10 --rounds 3
 """
@@ -51,6 +52,8 @@ def tools(model: torch.nn.Module, eps: float, step: float, steps: int, device: s
     }
     channels_last = LinfPGD(backend="native", channels_last=True, **kw)
     out["native, channels_last"] = lambda x, y: channels_last.perturb(model, x, y)
+    folded = LinfPGD(backend="native", fold_bn=True, **kw)  # timed with its folding (once per call)
+    out["native, fold_bn"] = lambda x, y: folded.perturb(model, x, y)
     if device == "cuda":
         bf16 = LinfPGD(backend="native", autocast="bf16", **kw)
         out["native, bf16 autocast"] = lambda x, y: bf16.perturb(model, x, y)

@@ -183,6 +183,102 @@ def test_bad_channels_last_and_autocast_are_refused() -> None:
         attack.perturb(_small_cnn().float(), torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))
 
 
+# --- attack.fold_bn: the attack on a copy with batch norms folded into the convolutions ------------
+
+
+def _bn_resnet20() -> PixelSpaceModel:
+    """A random-weight ResNet20 in float64 whose batch norms are far from the identity."""
+    from explainlab.models.cifar_resnet import cifar_resnet
+
+    torch.manual_seed(0)
+    net = cifar_resnet("resnet20")
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return PixelSpaceModel(net, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26)).double().eval()
+
+
+def _gradient_floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float, steps: int):
+    """The unfolded attack written out; returns its images and, per pixel, the smallest |gradient|
+    over the steps relative to that step's largest (where a sign may flip under rounding)."""
+    delta, floor = torch.zeros_like(x), torch.full_like(x, float("inf"))
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x + delta), y, reduction="sum"), delta)
+        floor = torch.minimum(floor, grad.abs() / grad.abs().amax())
+        delta = (delta.detach() + step * grad.sign()).clamp(-eps, eps)
+        delta = (x + delta).clamp(0, 1) - x
+    return (x + delta).clamp(0, 1), floor
+
+
+def test_fold_bn_attack_equals_the_unfolded_one_in_float64_where_gradients_are_not_near_zero() -> None:
+    model = _bn_resnet20()
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.rand(6, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (6,), generator=g)
+    kw = {"eps": 8 / 255, "step": 2 / 255, "steps": 4, "random_start": False}
+    unfolded = LinfPGD(**kw).perturb(model, x, y)
+    folded = LinfPGD(fold_bn=True, **kw).perturb(model, x, y)
+    reference, floor = _gradient_floor(model, x, y, 8 / 255, 2 / 255, 4)
+    assert torch.allclose(unfolded, reference, atol=1e-12)
+    differ = folded != unfolded
+    assert (floor[differ] < 1e-9).all()  # a flipped sign only where some step's gradient was ~0
+    assert differ.float().mean() < 1e-3 and not torch.equal(folded, x)
+    with torch.no_grad():
+        assert torch.equal(model(folded).argmax(1), model(unfolded).argmax(1))
+
+
+def test_fold_bn_leaves_the_model_untouched_and_restores_its_mode() -> None:
+    model = _bn_resnet20().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    x, y = torch.rand(4, 3, 32, 32, dtype=torch.float64), torch.arange(4)
+    LinfPGD(eps=0.03, step=0.01, steps=2, fold_bn=True).perturb(model, x, y)
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 19
+
+
+def test_fold_bn_is_validated() -> None:
+    with pytest.raises(ConfigValueError, match="attack.fold_bn"):
+        LinfPGD(fold_bn="yes")
+    with pytest.raises(ConfigValueError, match="attack.fold_bn.*advertorch"):
+        LinfPGD(fold_bn=True, backend="advertorch")
+    with pytest.raises(ConfigValueError, match="attack.fold_bn.*compat_bn_train"):
+        LinfPGD(fold_bn=True, compat_bn_train=True)
+    assert LinfPGD(fold_bn=True, eps=0.1).with_eps(0.2).fold_bn
+    unfoldable = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3))
+    with pytest.raises(ConfigValueError, match=r"attack.fold_bn.*batch norm\(s\) 2 "):
+        LinfPGD(fold_bn=True, steps=1).perturb(unfoldable.eval(), torch.rand(2, 1, 2, 2), torch.tensor([0, 1]))
+
+
+def test_compile_is_validated_and_kept_by_with_eps() -> None:
+    with pytest.raises(ConfigValueError, match="attack.compile"):
+        LinfPGD(compile="yes")
+    with pytest.raises(ConfigValueError, match="attack.compile.*advertorch"):
+        LinfPGD(compile=True, backend="advertorch")
+    with pytest.raises(ConfigValueError, match="attack.compile.*fold_bn"):
+        LinfPGD(compile=True, fold_bn=True)
+    assert LinfPGD(compile=True).with_eps(0.2).compile
+
+
+@pytest.mark.slow  # compiling takes ~20 s even for this small net on the 2-core CPU
+def test_compiled_attack_equals_the_eager_one_up_to_rounding() -> None:
+    model = _small_cnn().float()
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.rand(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    kw = {"eps": 0.05, "steps": 4, "step": 0.01, "random_start": False, "batch_size": 8}
+    eager = LinfPGD(**kw).perturb(model, x, y)
+    ours = LinfPGD(compile=True, **kw).perturb(model, x, y)
+    assert (ours != eager).float().mean() < 0.02 and (ours - eager).abs().max() <= 2 * 0.01 * 4 + 1e-6
+    assert all(p.requires_grad for p in model.parameters())
+
+
 @pytest.mark.shared_data
 def test_native_matches_advertorch_on_pretrained_resnet20(shared_data, shared_models) -> None:
     from explainlab.data.cifar10 import read_cifar10_batch
@@ -209,3 +305,34 @@ def test_bf16_autocast_on_cuda_stays_in_the_ball_and_attacks() -> None:
     with torch.no_grad():
         acc32, acc16 = ((model(a).argmax(1) == y).float().mean().item() for a in (fp32, bf16))
     assert abs(acc32 - acc16) <= 0.1
+
+
+@pytest.mark.shared_data
+def test_fold_bn_keeps_robust_accuracy_on_pretrained_resnet20(shared_data, shared_models) -> None:
+    from explainlab.data.cifar10 import read_cifar10_batch
+    from explainlab.models.build import pretrained_cifar_resnet
+    from explainlab.models.compute import fold_batch_norms
+
+    images, labels = read_cifar10_batch(shared_data / "cifar-10-batches-py" / "test_batch")
+    x, y = torch.from_numpy(images[:32]).float() / 255, torch.from_numpy(labels[:32])
+    model = pretrained_cifar_resnet("resnet20", models_dir=str(shared_models)).eval()
+    with torch.no_grad():
+        logits = model(x)  # up to ~24: 1e-5 of that scale is a few float32 ulps
+        assert (fold_batch_norms(model)(x) - logits).abs().max() <= 1e-5 * logits.abs().max()
+    kw = {"eps": 2 / 255, "steps": 3, "step": 1 / 255, "random_start": False}
+    plain, folded = LinfPGD(**kw).perturb(model, x, y), LinfPGD(fold_bn=True, **kw).perturb(model, x, y)
+    with torch.no_grad():
+        robust = [(model(a).argmax(1) == y).sum().item() for a in (plain, folded)]
+    assert robust[0] == robust[1] and robust[0] < (model(x).argmax(1) == y).sum().item()
+    assert (plain != folded).float().mean() < 0.1  # near-zero gradients may take the other sign
+
+
+@pytest.mark.gpu
+def test_fold_bn_on_cuda_matches_the_unfolded_attack() -> None:
+    model = _bn_resnet20().cuda()
+    x = torch.rand(8, 3, 32, 32, dtype=torch.float64, device="cuda")
+    y = torch.arange(8, device="cuda")
+    kw = {"eps": 8 / 255, "step": 2 / 255, "steps": 3, "random_start": False}
+    plain, folded = LinfPGD(**kw).perturb(model, x, y), LinfPGD(fold_bn=True, **kw).perturb(model, x, y)
+    assert folded.device.type == "cuda" and (plain != folded).float().mean() < 1e-3
+    assert all(p.device.type == "cuda" for p in model.parameters())

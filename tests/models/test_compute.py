@@ -10,6 +10,7 @@ from explainlab.errors import ConfigValueError
 from explainlab.models.compute import (
     autocast_context,
     channels_last_model,
+    fold_batch_norms,
     input_gradients_only,
     resolve_channels_last,
 )
@@ -60,3 +61,89 @@ def test_bf16_autocast_is_refused_off_cuda() -> None:
         autocast_context("attack.autocast", "bf16", torch.device("cpu"))
     with autocast_context("attack.autocast", None, torch.device("cpu")):
         pass
+
+
+# --- folding batch norms into convolutions (attack.fold_bn) -------------------------------------
+
+
+def _with_bn_statistics(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every batch norm running statistics and affine parameters far from the identity."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return net
+
+
+def _resnet20(dtype: torch.dtype) -> PixelSpaceModel:
+    from explainlab.models.cifar_resnet import cifar_resnet
+
+    torch.manual_seed(0)
+    net = _with_bn_statistics(cifar_resnet("resnet20"))
+    return PixelSpaceModel(net, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26)).to(dtype).eval()
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_folded_resnet20_and_small_net_give_the_same_logits(dtype: torch.dtype, tol: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    small = _with_bn_statistics(_net()).to(dtype)
+    for model, size in ((_resnet20(dtype), 32), (small, 6)):
+        x = torch.rand(6, 3, size, size, generator=g, dtype=dtype)
+        folded = fold_batch_norms(model)
+        assert isinstance(folded, PixelSpaceModel) and not folded.training
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+        assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the model is not changed
+        with torch.no_grad():
+            reference, ours = model(x), folded(x)
+        scale = reference.abs().max().clamp(min=1.0)  # ResNet20's random-weight logits reach ~20
+        assert (ours - reference).abs().max() <= tol * scale
+
+
+def test_folding_a_torchvision_resnet_and_a_net_without_batch_norms() -> None:
+    import torchvision
+
+    from explainlab.models.mnist_nets import MnistCNN
+
+    torch.manual_seed(0)
+    tv = _with_bn_statistics(torchvision.models.resnet18(num_classes=10)).double().eval()
+    x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
+    folded = fold_batch_norms(tv)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), tv(x), atol=1e-10, rtol=0)  # downsample branches included
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    cnn = MnistCNN()
+    assert fold_batch_norms(cnn) is cnn  # nothing to fold: the model itself
+
+
+def test_unfoldable_batch_norms_are_refused_by_name() -> None:
+    class Branching(nn.Module):  # the convolution's output is read by the batch norm and the sum
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.conv(x)
+            return self.bn(h) + h
+
+    class Untraceable(nn.Module):  # data-dependent control flow
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bn(self.conv(x)) if x.sum() > 0 else x
+
+    after_pool = nn.Sequential(nn.Conv2d(3, 3, 1), nn.MaxPool2d(2), nn.BatchNorm2d(3))
+    with pytest.raises(ConfigValueError, match=r"attack.fold_bn.*batch norm\(s\) bn do not directly follow"):
+        fold_batch_norms(Branching().eval())
+    with pytest.raises(ConfigValueError, match=r"attack.fold_bn.*batch norm\(s\) 2 do not"):
+        fold_batch_norms(after_pool.eval())
+    with pytest.raises(ConfigValueError, match="attack.fold_bn.*Untraceable.*torch.fx cannot trace"):
+        fold_batch_norms(Untraceable().eval())
+    no_stats = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3, track_running_stats=False))
+    with pytest.raises(ConfigValueError, match="running statistics"):
+        fold_batch_norms(no_stats.eval())

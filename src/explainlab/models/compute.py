@@ -8,12 +8,18 @@ training conv nets there but not for PGD's input-gradient passes; on CUDA they p
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import copy
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 import torch
-from torch import nn
+from torch import fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from explainlab.errors import ConfigValueError, check_choice
+from explainlab.models.pixel_space import PixelSpaceModel
 
 CHANNELS_LAST_CHOICES = ("auto", True, False)
 
@@ -121,3 +127,81 @@ def autocast_context(key: str, autocast: str | None, device: torch.device) -> co
     if device.type != "cuda":
         raise ConfigValueError(key, autocast, f"null on {device.type} (bf16 autocast is a CUDA-only option)")
     return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+FOLDABLE_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def fold_batch_norms(model: nn.Module, *, key: str = "attack.fold_bn") -> nn.Module:
+    """An eval-mode copy of `model` in which every batch norm is folded into the convolution before
+    it (w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta, with the
+    running statistics; `torch.nn.utils.fusion.fuse_conv_bn_eval`); `model` itself is not changed.
+
+    The same function as `model.eval()` up to rounding (float32 logits within ~1e-5), one operation
+    fewer per batch norm. A model without batch norms is returned as it is. The convolution before
+    each batch norm is found by tracing with torch.fx; a batch norm is foldable when its only input
+    is a Conv1d/2d/3d called once, whose output nothing else reads, and it tracks running
+    statistics. Anything else is refused, naming the batch norms (or the untraceable model) under
+    `key`. A `PixelSpaceModel` keeps its wrapper (the inner network is folded).
+    """
+    if not any(isinstance(m, _BatchNorm) for m in model.modules()):
+        return model
+    if isinstance(model, PixelSpaceModel):
+        folded = PixelSpaceModel(nn.Identity(), mean=(0.0,), std=(1.0,), name=model.arch)
+        folded.normalize = copy.deepcopy(model.normalize)
+        folded.net = fold_batch_norms(model.net, key=key)
+        return folded.eval()
+    net = copy.deepcopy(model).eval()
+    try:
+        traced = fx.symbolic_trace(net)
+    except Exception as error:  # torch.fx raises many kinds (TraceError, TypeError, ...)
+        raise ConfigValueError(
+            key, True, f"false for {type(model).__name__}: torch.fx cannot trace it to find the "
+            f"convolution before each batch norm ({type(error).__name__}: {error})"
+        ) from error  # fmt: skip
+    modules = dict(traced.named_modules())
+    graph = traced.graph
+    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    refused = []
+    for node in list(graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], _BatchNorm):
+            continue
+        bn, source = modules[node.target], node.args[0] if node.args else None
+        conv = modules.get(source.target) if isinstance(source, fx.Node) and source.op == "call_module" else None
+        if not (
+            isinstance(conv, FOLDABLE_CONVS)
+            and len(node.args) == 1
+            and not node.kwargs
+            and len(source.users) == 1
+            and calls[source.target] == 1
+            and calls[node.target] == 1
+            and bn.track_running_stats
+        ):
+            refused.append(node.target)
+            continue
+        parent, _, name = source.target.rpartition(".")
+        setattr(traced.get_submodule(parent) if parent else traced, name, fuse_conv_bn_eval(conv, bn))
+        node.replace_all_uses_with(source)
+        graph.erase_node(node)
+    if refused:
+        raise ConfigValueError(
+            key, True, f"false for {type(model).__name__}: batch norm(s) {', '.join(refused)} do not directly follow "
+            "a convolution whose output only they read (or do not track running statistics), so they cannot be folded"
+        )  # fmt: skip
+    graph.lint()
+    traced.recompile()
+    traced.delete_all_unused_submodules()
+    return traced.eval()
+
+
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, Callable[..., torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def compiled(model: nn.Module) -> Callable[..., torch.Tensor]:
+    """`torch.compile(model)` (inductor, default mode), made once per model object and kept while the
+    model lives, so that later calls (other eps, other batches) reuse its compiled code. It shares
+    `model`'s parameters and buffers. The first call compiles (about 2 minutes for ResNet20 on the
+    2-core CPU, docs/benchmarks.md); a new input shape or layout may compile again."""
+    if model not in _COMPILED:
+        _COMPILED[model] = torch.compile(model)
+    return _COMPILED[model]
