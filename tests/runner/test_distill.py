@@ -126,3 +126,40 @@ def test_bad_knowledge_point_option_names_its_key(compose) -> None:
         run(compose([*STUDY[:-3], "method.knowledge_points.kappa_tilde=-1"]))
     with pytest.raises(ConfigValueError, match="method.knowledge_points.nonsense"):
         DistillStudy(knowledge_points={"nonsense": 1})
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_cifar_distillation_preset_runs_on_a_tiny_limit(compose, shared_data: Path, shared_models: Path) -> None:
+    """`experiment=distill_cifar`: pretrained ResNet44 teacher, ResNet20 students of layer3 and of its
+    global average, trained on a few batches (flagged as under-trained), cached: a rerun only analyses."""
+    overrides = [
+        "experiment=distill_cifar", f"dataset.root={shared_data}", "dataset.verify=false", "dataset.download=false",
+        "dataset.limit_train=256", "dataset.limit_test=64", "recipe.epochs=1", "trainer.enable_progress_bar=false",
+        "method.images=32", "method.knowledge_points.sample_rounds=3", "method.knowledge_points.regional_epochs=2",
+        "method.knowledge_points.importance_steps=3", "method.knowledge_points.batch_size=16",
+    ]  # fmt: skip
+    cfg = compose(overrides)
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    students = pd.read_csv(out / "results" / "students.csv").set_index("student")
+    assert list(students.index) == ["teacher", "layer3", "layer3_pooled"]
+    assert students.loc["teacher", "test_acc"] > 0.8 and not students["reached"].iloc[1:].any()
+    assert students.loc["layer3_pooled", "mimicked_layer"].startswith("global average of layer3")
+    claims = pd.read_csv(out / "results" / "distill_claims.csv")
+    assert len(claims) == 4 and claims["supported"].isin([True, False]).all()
+    assert set(pd.read_csv(out / "results" / "distill_differences.csv")["layer"]) == {"layer3"}
+    again = compose(overrides, output_dir=out.parent / "again")
+    run(again)
+    assert pd.read_csv(out.parent / "again" / "results" / "students.csv")["cached"].all()
+
+
+def test_cifar_distillation_preset_is_the_papers_setup(compose) -> None:
+    cfg = compose(["experiment=distill_cifar"])
+    assert cfg.model.name == "resnet44" and cfg.model.pretrained == "akamaster"
+    assert cfg.method.student == "resnet20" and list(cfg.method.layers) == ["layer3"]
+    assert list(cfg.method.pooled_layers) == ["layer3"] and cfg.method.detach_downstream
+    assert cfg.method.min_test_acc == 0.8 and cfg.recipe.epochs == 30
+    study = DistillStudy(**{k: v for k, v in cfg.method.items() if k != "_target_"})
+    assert [(s.name, s.pool) for s in study.students] == [("layer3", False), ("layer3_pooled", True)]
+    assert study.kp is not None and study.kp.kappa_tilde == 1000.0 and study.kp.alpha == 1.0

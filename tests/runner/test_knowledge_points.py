@@ -142,3 +142,38 @@ def test_adversarial_study_follows_regions_through_the_attack(compose) -> None:
     assert (out / "figures" / "adversarial.png").is_file()
     with pytest.raises(ConfigValueError, match="method.adversarial"):
         run(compose([*STUDY, "method.adversarial=true"]))
+
+
+TINY_CIFAR = [
+    "dataset.verify=false",
+    "dataset.download=false",
+    "dataset.limit_train=256",
+    "dataset.limit_test=64",
+    "trainer.enable_progress_bar=false",
+    "method.images=32",
+    "method.sample_rounds=3",
+    "method.regional_epochs=2",
+    "method.importance_steps=3",
+    "method.batch_size=16",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_cifar_emergence_preset_runs_on_a_tiny_limit(compose, shared_data: Path) -> None:
+    """`experiment=kp_emergence_cifar`: a ResNet20 trained here, knowledge points after the kept
+    epochs and at the end (a few batches instead of the preset's 6 epochs)."""
+    cfg = compose(["experiment=kp_emergence_cifar", f"dataset.root={shared_data}", *TINY_CIFAR, "recipe.epochs=2",
+                   "method.epochs=[1]", "method.progress=false"])  # fmt: skip
+    assert cfg.model.name == "resnet20" and cfg.model.pretrained is None
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    points = pd.read_csv(out / "results" / "knowledge_points.csv")
+    assert sorted(points["epoch"].unique()) == [1, 2] and list(points["layer"][:3]) == ["layer1", "layer2", "layer3"]
+    assert (out / "figures" / "emergence.png").is_file()
+
+
+def test_cifar_emergence_preset_composes_a_resnet20_trained_here(compose) -> None:
+    cfg = compose(["experiment=kp_emergence_cifar"])
+    assert cfg.model.name == "resnet20" and cfg.model.pretrained is None and cfg.dataset.num_classes == 10
+    assert list(cfg.method.epochs) == [1, 2, 4] and cfg.recipe.epochs == 6 and cfg.method.images == 200

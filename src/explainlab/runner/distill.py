@@ -150,9 +150,12 @@ class DistillStudy:
         overrides = {"name": self.student} if self.student else {}
         student = instantiate(cfg.model, pretrained=None, checkpoint=None, **overrides)
         resolve_layers(student, [who.layer], key="method.layers")
-        probe = ctx.datamodule.dataset("test")[0][0][None]
-        with torch.no_grad():
-            shapes = [tuple(record_activations(m.eval(), probe, [who.layer])[who.layer].shape) for m in (student, teacher)]
+        probe, shapes = torch.rand(2, cfg.dataset.in_channels, cfg.dataset.image_size, cfg.dataset.image_size), []
+        for m in (student, teacher):  # in eval mode (no batch-norm statistics move), then as it was: Lightning
+            was = m.training  # keeps each submodule's mode, so a student left in eval mode would train in it
+            with torch.no_grad():
+                shapes.append(tuple(record_activations(m.eval(), probe, [who.layer])[who.layer].shape))
+            m.train(was)
         if shapes[0] != shapes[1]:
             raise ConfigValueError("method.layers", who.layer, f"a layer of equal shape in student and teacher "
                                    f"({shapes[0]} vs {shapes[1]})")  # fmt: skip
