@@ -24,7 +24,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -34,69 +34,26 @@ from omegaconf import DictConfig
 from torch import nn
 
 from explainlab.errors import ConfigValueError, check_float, check_int
-from explainlab.methods.knowledge_points import (
-    FeatureDistillationLoss,
-    MimickedFeature,
-    differences_table,
-    distillation_claims,
-)
+from explainlab.methods.knowledge_points import differences_table, distillation_claims
 from explainlab.methods.knowledge_points.analysis import KnowledgePointAnalysis
 from explainlab.methods.knowledge_points.defaults import default_layers
 from explainlab.methods.knowledge_points.distillation import regional_differences
-from explainlab.models.layers import ActivationRecorder, record_activations, resolve_layers
+from explainlab.models.layers import record_activations, resolve_layers
 from explainlab.models.loading import fingerprint
 from explainlab.results import kp_figures
 from explainlab.runner.activations import eval_device, extract, first_batches, score
-from explainlab.runner.classifier import ClassifierModule
 from explainlab.runner.context import RunContext
+from explainlab.runner.distillation import DistillModule
 from explainlab.runner.knowledge_analysis import analyse_model
-from explainlab.runner.training import TrainingResult, build_module, ensure_trained, log_to_dashboards, train_unless_given
+from explainlab.runner.training import (
+    TrainingResult,
+    build_module,
+    ensure_trained,
+    log_to_dashboards,
+    train_unless_given,
+)
 
 log = logging.getLogger(__name__)
-
-
-class DistillModule(ClassifierModule):
-    """ClassifierModule whose training loss is `methods.knowledge_points.FeatureDistillationLoss` of
-    one teacher layer (its output after ReLU, or its global average with `pool`), plus cross-entropy
-    and logit distillation when weighted. detach_downstream: those logit losses train only the layers
-    after the mimicked feature (`MimickedFeature`), so the layers up to it learn from the regression
-    alone. The teacher is frozen and kept in eval mode; the student's layer must give its shape.
-    """
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, layer: str, optimizer: Callable[..., Any],
-                 scheduler: Callable[..., Any] | None = None, *, mimic_weight: float = 1.0, ce_weight: float = 1.0,
-                 kd_weight: float = 0.0, temperature: float = 4.0, pool: bool = False,
-                 detach_downstream: bool = False, **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(student, optimizer, scheduler, **kwargs)
-        self.teacher = teacher.eval().requires_grad_(False)
-        resolve_layers(student, [layer], key="method.layers")
-        self.layer, self.detach_downstream = layer, detach_downstream
-        self.distillation = FeatureDistillationLoss(mimic_weight=mimic_weight, ce_weight=ce_weight, kd_weight=kd_weight,
-                                                    temperature=temperature, pool=pool)  # fmt: skip
-
-    def train(self, mode: bool = True) -> DistillModule:
-        super().train(mode)
-        self.teacher.eval()  # batch-norm statistics of the teacher never move
-        return self
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        with MimickedFeature(self.model, self.layer, detach_downstream=self.detach_downstream) as tap:
-            logits = self(x)
-        with torch.no_grad(), ActivationRecorder(self.teacher, [self.layer]) as teacher_rec:
-            teacher_logits = self.teacher(x)
-        student_f, teacher_f = tap.feature, teacher_rec.activations[self.layer]
-        if student_f.shape != teacher_f.shape:
-            raise ConfigValueError("method.layers", self.layer, f"a layer of equal shape in student and teacher "
-                                   f"({tuple(student_f.shape)} vs {tuple(teacher_f.shape)})")  # fmt: skip
-        terms = self.distillation(student_f, teacher_f, logits, y, teacher_logits)
-        loss = terms["loss"]
-        self.train_acc(logits, y)
-        self.log("train/mimic", terms["mimic"], on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=len(y))  # fmt: skip
-        self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
-        return loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +101,9 @@ class DistillStudy:
         self.min_test_acc, self.images = min_test_acc, images
         self.kp = _analysis(knowledge_points) if knowledge_points is not None else None
 
-    def _student(self, ctx: RunContext, teacher: nn.Module, who: Student) -> tuple[nn.Module, nn.Module, TrainingResult]:
+    def _student(
+        self, ctx: RunContext, teacher: nn.Module, who: Student
+    ) -> tuple[nn.Module, nn.Module, TrainingResult]:
         cfg = ctx.cfg
         torch.manual_seed(cfg.seed)
         overrides = {"name": self.student} if self.student else {}
@@ -160,9 +119,10 @@ class DistillStudy:
             raise ConfigValueError("method.layers", who.layer, f"a layer of equal shape in student and teacher "
                                    f"({shapes[0]} vs {shapes[1]})")  # fmt: skip
         initial = copy.deepcopy(student)
-        spec = {**ctx.training_spec(), "model": {**ctx.training_spec()["model"], **overrides, "pretrained": None,
-                                                 "checkpoint": None},
-                "distill": {"teacher": fingerprint(teacher), "layer": who.layer, "pool": who.pool, **self.weights}}  # fmt: skip
+        base_spec = ctx.training_spec()
+        spec = {**base_spec, "model": {**base_spec["model"], **overrides, "pretrained": None, "checkpoint": None},
+                "distill": {"teacher": fingerprint(teacher), "layer": who.layer, "pool": who.pool,
+                            **self.weights}}  # fmt: skip
 
         def module() -> DistillModule:
             base = build_module(ctx)  # the recipe's optimiser, scheduler and augmentation
@@ -250,13 +210,15 @@ class DistillStudy:
                                     "students": f"{self.student or cfg.model.name}: "
                                     + ", ".join(s.mimicked for s in self.students)}  # fmt: skip
         for row in student_rows[1:]:
-            warning = "" if row["reached"] else f"  BELOW method.min_test_acc={self.min_test_acc}: not a trained student"
+            below = f"  BELOW method.min_test_acc={self.min_test_acc}: not a trained student"
+            warning = "" if row["reached"] else below
             headline[f"student {row['student']} test accuracy"] = f"{row['test_acc']}{warning}"
         for row in trained.itertuples():
             headline[f"1 − cos {row.student} → teacher at {row.layer}"] = row.orientation_diff
         if claims is not None:
             for row in claims.itertuples():
-                headline[f"claim: {row.claim}"] = f"{'supported' if row.supported else 'NOT supported'} ({row.measured})"
+                verdict = "supported" if row.supported else "NOT supported"
+                headline[f"claim: {row.claim}"] = f"{verdict} ({row.measured})"
         headline["time"] = f"{metrics['seconds']:.1f} s"
         rec.summary(f"explainlab distill: {cfg.model.name}", headline)
         return metrics

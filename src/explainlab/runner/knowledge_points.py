@@ -190,7 +190,8 @@ class KnowledgePointStudy:
         images = torch.cat([b[0] for b in batches])
         save_result(rec, found, images, figure_images=self.figure_images,
                     class_names=getattr(ctx.datamodule, "classes", None))  # fmt: skip
-        rec.save_figure("sample_projection", kp_figures.sample_scatter(found.g, found.labels, projection.directions_.cpu()))
+        directions = projection.directions_.cpu()
+        rec.save_figure("sample_projection", kp_figures.sample_scatter(found.g, found.labels, directions))
         rec.save_figure("knowledge_points", kp_figures.points_per_layer(pd.DataFrame(kp_rows)))
         if emergence:
             rec.save_figure("emergence", kp_figures.emergence(kp_table))
@@ -221,7 +222,8 @@ class KnowledgePointStudy:
         lines |= {f"corr {r['method']}": r["correlation"] for r in corr_rows[1:]}
         lines |= headline(found)
         if shapley is not None:
-            lines |= {f"Fig. 5 corr(w, φ) {r.layer}": f"{r.mean:.2f} ± {r.std:.2f} (n={r.n})" for r in shapley.itertuples()}
+            lines |= {f"Fig. 5 corr(w, φ) {r.layer}": f"{r.mean:.2f} ± {r.std:.2f} (n={r.n})"
+                      for r in shapley.itertuples()}  # fmt: skip
         lines["time"] = f"{metrics['seconds']:.1f} s"
         rec.summary(f"explainlab knowledge points: {cfg.model.name}", lines)
         return metrics

@@ -109,7 +109,7 @@ class KnowledgePointAnalysis:
     def __post_init__(self) -> None:
         key = self.key_prefix
         if self.layers is not None and not self.layers:
-            raise ConfigValueError(f"{key}layers", list(self.layers), "at least one conv layer (or null for the defaults)")
+            raise ConfigValueError(f"{key}layers", list(self.layers), "at least one conv layer (null: the defaults)")
         check_choice(f"{key}dim", self.dim, (2, 3, 4))
         check_choice(f"{key}kappa", self.kappa, ("linear", "fitted"))
         check_float(f"{key}tau", self.tau, low=0.0, high=1.0)
@@ -168,10 +168,12 @@ class KnowledgePointAnalysis:
             fmap = outs[layer]
             if fmap.dim() != 4:
                 raise ConfigValueError(f"{self.key_prefix}layers", layer, "conv layers with (N, K, H, W) outputs")
-            w, _ = RegionalImportance(kappa_p=self.kappa_p, kappa_tilde=self.kappa_tilde, steps=self.importance_steps,
-                                      batch_size=self.batch_size).fit_transform(fmap.to(device), outs["logits"].to(device))  # fmt: skip
+            importance_fit = RegionalImportance(kappa_p=self.kappa_p, kappa_tilde=self.kappa_tilde,
+                                                steps=self.importance_steps, batch_size=self.batch_size)  # fmt: skip
+            w, _ = importance_fit.fit_transform(fmap.to(device), outs["logits"].to(device))
             regional = RegionalProjection(self.dim, alpha=self.alpha, kappa_p=self.kappa_p, epochs=self.regional_epochs,
-                                          lr=self.regional_lr, batch_size=self.batch_size, seed=seed, device=device)  # fmt: skip
+                                          lr=self.regional_lr, batch_size=self.batch_size, seed=seed,
+                                          device=device)  # fmt: skip
             regional.fit(fmap.to(device), outs["logits"], g, w)
             projected[layer], importance[layer] = regional.transform(fmap.to(device)).cpu(), w.cpu()
             regionals[layer], grids[layer] = regional, (int(fmap.shape[2]), int(fmap.shape[3]))
@@ -183,7 +185,8 @@ class KnowledgePointAnalysis:
         # The paper's own normalisation (the reference keeps its learned strength) next to the calibrated one.
         s_ref = scales[reference] if self.strength == "calibrated" else calibrate_strength(
             projected[reference], importance[reference], probs, log_prior, directions, kappa)[0]  # fmt: skip
-        both = {"paper": normalised_scales(projected, reference), "calibrated": normalised_scales(projected, reference, s_ref)}
+        both = {"paper": normalised_scales(projected, reference),
+                "calibrated": normalised_scales(projected, reference, s_ref)}  # fmt: skip
         counts = point_counts(projected, labels, log_prior, directions, kappa, both, tau=self.tau,
                               saturation=self.saturation)  # fmt: skip
         kp_rows, found_by_layer, strength_corr = [], {}, {}
