@@ -90,3 +90,19 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     names = imported_modules(path, package="explainlab.methods.library")
     assert {"explainlab.results.figures", "explainlab.runner.context"} <= names
     assert offending.__name__ and any(n.startswith("explainlab.runner") for n in names)
+
+
+def test_no_study_config_builds_another_study() -> None:
+    """A study never receives another study (Hydra would build it from a nested `_target_` and the
+    study would call it by duck typing): shared science is in methods/, shared steps in runner services."""
+
+    def targets(node: object) -> list[str]:
+        if isinstance(node, dict):
+            own = [str(node["_target_"])] if "_target_" in node else []
+            return own + [t for v in node.values() for t in targets(v)]
+        return [t for v in node for t in targets(v)] if isinstance(node, list) else []
+
+    studies = study_modules()
+    for path in sorted((PACKAGE / "conf" / "method").glob("*.yaml")):
+        nested = targets({k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k != "_target_"})
+        assert not [t for t in nested if t.rsplit(".", 1)[0] in studies], f"{path.name} builds a study inside a study"

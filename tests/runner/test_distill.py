@@ -13,7 +13,7 @@ from explainlab.errors import ConfigValueError
 from explainlab.methods.knowledge_points.distillation import regional_differences
 from explainlab.models.build import build_model
 from explainlab.models.layers import record_activations
-from explainlab.runner.distill import DistillModule
+from explainlab.runner.distill import DistillModule, DistillStudy
 
 STUDY = [
     "method=distill",
@@ -23,7 +23,10 @@ STUDY = [
     "trainer.enable_progress_bar=false",
     "method.images=64",
     "method.layers=[conv2]",
+    "method.pooled_layers=[]",
     "method.knowledge_points=null",
+    "method.ce_weight=1.0",
+    "method.detach_downstream=false",
 ]
 
 
@@ -34,15 +37,16 @@ def test_student_gets_closer_to_the_teacher_at_the_mimicked_layer(compose) -> No
     similarity = pd.read_csv(out / "results" / "distill_similarity.csv")
     at = similarity[similarity["layer"] == "conv2"].set_index("stage")
     assert at.loc["trained", "orientation_diff"] < 0.5 * at.loc["initial", "orientation_diff"]
-    students = pd.read_csv(out / "results" / "students.csv")
-    assert list(students["student"]) == ["conv2"] and students.loc[0, "test_acc"] > 0.5
+    students = pd.read_csv(out / "results" / "students.csv").set_index("student")
+    assert list(students.index) == ["teacher", "conv2"] and students.loc["conv2", "test_acc"] > 0.5
+    assert students.loc["conv2", "mimicked_layer"] == "conv2 after ReLU" and students.loc["conv2", "epochs"] == 3
     assert (out / "figures" / "distill_similarity.png").is_file()
     assert metrics["orientation_diff/conv2/conv2"] == pytest.approx(at.loc["trained", "orientation_diff"])
     # The student is cached like a trained model: a rerun reuses it and gives the same table.
     again = compose(STUDY, output_dir=out.parent / "again")
     run(again)
     students_again = pd.read_csv(out.parent / "again" / "results" / "students.csv")
-    assert bool(students_again.loc[0, "cached"])
+    assert bool(students_again.loc[1, "cached"])
     pd.testing.assert_frame_equal(similarity, pd.read_csv(out.parent / "again" / "results" / "distill_similarity.csv"))
 
 
@@ -88,4 +92,74 @@ def test_students_train_with_two_ddp_processes(compose) -> None:
     similarity = pd.read_csv(out / "results" / "distill_similarity.csv")
     at = similarity[similarity["layer"] == "conv2"].set_index("stage")
     assert at.loc["trained", "orientation_diff"] < 0.8 * at.loc["initial", "orientation_diff"]
-    assert pd.read_csv(out / "results" / "students.csv").loc[0, "test_acc"] > 0.5
+    assert pd.read_csv(out / "results" / "students.csv").loc[1, "test_acc"] > 0.5
+
+
+def test_paper_setup_writes_differences_claims_and_flags_weak_students(compose) -> None:
+    """Feature regression (CE on the head only), a conv-map and a pooled-feature student, the
+    knowledge points of all three, the regional differences in the teacher's frame and the claims."""
+    cfg = compose([
+        *STUDY[:-3], "recipe.epochs=1", "method.pooled_layers=[conv2]", "method.min_test_acc=0.99", "method.images=32",
+        "method.knowledge_points.regional_epochs=2", "method.knowledge_points.importance_steps=3",
+        "method.knowledge_points.sample_rounds=3", "method.knowledge_points.batch_size=16",
+    ])  # fmt: skip
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    students = pd.read_csv(out / "results" / "students.csv")
+    assert list(students["student"]) == ["teacher", "conv2", "conv2_pooled"]
+    assert {"student", "mimicked_layer", "epochs", "test_acc"} <= set(students.columns)
+    assert (students["reached"] == (students["test_acc"] >= 0.99)).iloc[1:].all()  # flagged, analysed either way
+    points = pd.read_csv(out / "results" / "knowledge_points.csv")
+    assert sorted(points["student"].unique()) == ["conv2", "conv2_pooled", "teacher"] and len(points) == 6
+    differences = pd.read_csv(out / "results" / "distill_differences.csv")
+    assert set(differences["student"]) == {"conv2", "conv2_pooled"} and (differences["layer"] == "conv2").all()
+    assert differences["one_minus_cos"].between(-1e-6, 2 + 1e-6).all()
+    claims = pd.read_csv(out / "results" / "distill_claims.csv")
+    assert list(claims.columns) == ["claim", "measured", "supported"] and len(claims) == 4
+    assert claims["supported"].isin([True, False]).all()
+    for name in ("distill_histograms", "distill_knowledge_points"):
+        assert (out / "figures" / f"{name}.png").is_file()
+
+
+def test_bad_knowledge_point_option_names_its_key(compose) -> None:
+    with pytest.raises(ConfigValueError, match="method.knowledge_points.kappa_tilde"):
+        run(compose([*STUDY[:-3], "method.knowledge_points.kappa_tilde=-1"]))
+    with pytest.raises(ConfigValueError, match="method.knowledge_points.nonsense"):
+        DistillStudy(knowledge_points={"nonsense": 1})
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_cifar_distillation_preset_runs_on_a_tiny_limit(compose, shared_data: Path, shared_models: Path) -> None:
+    """`experiment=distill_cifar`: pretrained ResNet44 teacher, ResNet20 students of layer3 and of its
+    global average, trained on a few batches (flagged as under-trained), cached: a rerun only analyses."""
+    overrides = [
+        "experiment=distill_cifar", f"dataset.root={shared_data}", "dataset.verify=false", "dataset.download=false",
+        "dataset.limit_train=256", "dataset.limit_test=64", "recipe.epochs=1", "trainer.enable_progress_bar=false",
+        "method.images=32", "method.knowledge_points.sample_rounds=3", "method.knowledge_points.regional_epochs=2",
+        "method.knowledge_points.importance_steps=3", "method.knowledge_points.batch_size=16",
+    ]  # fmt: skip
+    cfg = compose(overrides)
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    students = pd.read_csv(out / "results" / "students.csv").set_index("student")
+    assert list(students.index) == ["teacher", "layer3", "layer3_pooled"]
+    assert students.loc["teacher", "test_acc"] > 0.8 and not students["reached"].iloc[1:].any()
+    assert students.loc["layer3_pooled", "mimicked_layer"].startswith("global average of layer3")
+    claims = pd.read_csv(out / "results" / "distill_claims.csv")
+    assert len(claims) == 4 and claims["supported"].isin([True, False]).all()
+    assert set(pd.read_csv(out / "results" / "distill_differences.csv")["layer"]) == {"layer3"}
+    again = compose(overrides, output_dir=out.parent / "again")
+    run(again)
+    assert pd.read_csv(out.parent / "again" / "results" / "students.csv")["cached"].all()
+
+
+def test_cifar_distillation_preset_is_the_papers_setup(compose) -> None:
+    cfg = compose(["experiment=distill_cifar"])
+    assert cfg.model.name == "resnet44" and cfg.model.pretrained == "akamaster"
+    assert cfg.method.student == "resnet20" and list(cfg.method.layers) == ["layer3"]
+    assert list(cfg.method.pooled_layers) == ["layer3"] and cfg.method.detach_downstream
+    assert cfg.method.min_test_acc == 0.8 and cfg.recipe.epochs == 30
+    study = DistillStudy(**{k: v for k, v in cfg.method.items() if k != "_target_"})
+    assert [(s.name, s.pool) for s in study.students] == [("layer3", False), ("layer3_pooled", True)]
+    assert study.kp is not None and study.kp.kappa_tilde == 1000.0 and study.kp.alpha == 1.0

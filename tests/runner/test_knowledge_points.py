@@ -26,7 +26,8 @@ STUDY = [
 
 
 def test_study_writes_counts_correlations_and_figures(compose) -> None:
-    cfg = compose(STUDY)
+    cfg = compose([*STUDY, "method.embeddings=[pca,isomap,drpr]", "method.shapley_images=4", "method.shapley_samples=2",
+                   "method.figure_images=3"])  # fmt: skip
     metrics = run(cfg)
     out = Path(cfg.paths.output_dir)
     points = pd.read_csv(out / "results" / "knowledge_points.csv")
@@ -36,10 +37,22 @@ def test_study_writes_counts_correlations_and_figures(compose) -> None:
     assert ((0 <= points["n_reliable"]) & (points["n_reliable"] <= points["n_points"])).all()
     assert (points["n_points"] <= 64 * 64).all()
     corr = pd.read_csv(out / "results" / "projection_corr.csv")
-    assert list(corr["method"]) == ["ours", "pca", "isomap"] and corr["correlation"].between(-1, 1).all()
-    assert len(pd.read_csv(out / "results" / "regional_corr.csv")) == 2
+    assert list(corr["method"]) == ["ours", "pca", "isomap", "drpr"] and corr["correlation"].between(-1, 1).all()
+    # Table 2 per image, mean ± std over images; Fig. 5 on the first 4 images
+    for table in ("regional_corr", "shapley_corr"):
+        rows = pd.read_csv(out / "results" / f"{table}.csv")
+        assert list(rows.columns) == ["layer", "mean", "std", "n"] and list(rows["layer"]) == ["conv1", "conv2"]
+        assert rows["mean"].between(-1, 1).all() and (rows["n"] <= (64 if table == "regional_corr" else 4)).all()
+    # the counts under the paper's normalisation next to the calibrated one, with the saturation flag
+    counts = pd.read_csv(out / "results" / "point_counts.csv")
+    assert sorted(set(counts["normalisation"])) == ["calibrated", "paper"] and len(counts) == 4
+    assert (counts["saturated"] == (counts["fraction"] >= 0.7)).all()
+    calibrated = counts[counts["normalisation"] == "calibrated"].set_index("layer")
+    assert list(calibrated.loc[["conv1", "conv2"], "n_points"]) == list(points["n_points"])
+    assert (points["saturated"] == (points["fraction"] >= 0.7)).all()
     assert len(pd.read_csv(out / "results" / "sample_fit.csv")) == 5
-    for name in ("sample_projection", "knowledge_points", "through_layers"):
+    for name in ("sample_projection", "knowledge_points", "through_layers", "knowledge_points_on_images",
+                 "traced_regions", "shapley_vs_importance_conv1", "shapley_vs_importance_conv2"):  # fmt: skip
         assert (out / "figures" / f"{name}.png").stat().st_size > 5000
     assert metrics["points/conv2"] == points.loc[1, "n_points"]
     # calibrated (default): the reference layer's scale is fitted, every layer gets its mean strength
@@ -66,6 +79,11 @@ def test_other_strength_normalisations(compose, strength: str) -> None:
         ("method.tau=1.5", "method.tau"),
         ("method.strength=absolute", "method.strength"),
         ("method.embeddings=[umap]", "method.embeddings"),
+        ("method.kappa_tilde=0", "method.kappa_tilde"),
+        ("method.kappa_p=-1", "method.kappa_p"),
+        ("method.saturation=2", "method.saturation"),
+        ("method.shapley_images=-1", "method.shapley_images"),
+        ("method.shapley_layers=[fc1]", "method.shapley_layers"),
     ],
 )
 def test_bad_study_config_names_the_key(compose, override: str, key: str) -> None:
@@ -124,3 +142,38 @@ def test_adversarial_study_follows_regions_through_the_attack(compose) -> None:
     assert (out / "figures" / "adversarial.png").is_file()
     with pytest.raises(ConfigValueError, match="method.adversarial"):
         run(compose([*STUDY, "method.adversarial=true"]))
+
+
+TINY_CIFAR = [
+    "dataset.verify=false",
+    "dataset.download=false",
+    "dataset.limit_train=256",
+    "dataset.limit_test=64",
+    "trainer.enable_progress_bar=false",
+    "method.images=32",
+    "method.sample_rounds=3",
+    "method.regional_epochs=2",
+    "method.importance_steps=3",
+    "method.batch_size=16",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_cifar_emergence_preset_runs_on_a_tiny_limit(compose, shared_data: Path) -> None:
+    """`experiment=kp_emergence_cifar`: a ResNet20 trained here, knowledge points after the kept
+    epochs and at the end (a few batches instead of the preset's 6 epochs)."""
+    cfg = compose(["experiment=kp_emergence_cifar", f"dataset.root={shared_data}", *TINY_CIFAR, "recipe.epochs=2",
+                   "method.epochs=[1]", "method.progress=false"])  # fmt: skip
+    assert cfg.model.name == "resnet20" and cfg.model.pretrained is None
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    points = pd.read_csv(out / "results" / "knowledge_points.csv")
+    assert sorted(points["epoch"].unique()) == [1, 2] and list(points["layer"][:3]) == ["layer1", "layer2", "layer3"]
+    assert (out / "figures" / "emergence.png").is_file()
+
+
+def test_cifar_emergence_preset_composes_a_resnet20_trained_here(compose) -> None:
+    cfg = compose(["experiment=kp_emergence_cifar"])
+    assert cfg.model.name == "resnet20" and cfg.model.pretrained is None and cfg.dataset.num_classes == 10
+    assert list(cfg.method.epochs) == [1, 2, 4] and cfg.recipe.epochs == 6 and cfg.method.images == 200

@@ -107,3 +107,40 @@ def test_the_analysis_runs_on_layer_outputs_alone() -> None:
         one.points[0]["regions"] == 9 and one.g.shape == (24, 3) and [r["method"] for r in one.corr] == ["ours", "pca"]
     )
     assert one.points == two.points and torch.equal(one.g, two.g)
+
+
+def test_the_analysis_checks_its_options_and_reports_the_papers_checks() -> None:
+    """Options are refused when built, under the caller's key prefix; one analysis gives Table 2 per
+    image (layer, mean, std, n) and the counts under both normalisations (DRPR's Table 1 row: the
+    study test)."""
+    from explainlab.errors import ConfigValueError
+    from explainlab.methods.knowledge_points.analysis import KnowledgePointAnalysis
+
+    with pytest.raises(ConfigValueError, match=r"method\.kappa_tilde=0"):
+        KnowledgePointAnalysis(kappa_tilde=0, key_prefix="method.")
+    with pytest.raises(ConfigValueError, match=r"^saturation=1\.5"):
+        KnowledgePointAnalysis(saturation=1.5)
+    with pytest.raises(ConfigValueError, match=r"method\.embeddings"):
+        KnowledgePointAnalysis(embeddings=["umap"], key_prefix="method.")
+    with pytest.raises(ConfigValueError, match=r"method\.reference_layer"):
+        KnowledgePointAnalysis(["conv1"], "fc1", "conv2", key_prefix="method.").resolved("small_cnn")
+    assert KnowledgePointAnalysis().resolved("resnet20").extracted_layers == ["layer1", "layer2", "layer3"]
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(24) % 3
+    maps = torch.randn(24, 4, 3, 3, generator=g).relu() + torch.nn.functional.one_hot(labels, 4)[:, :, None, None]
+    logits = 3 * torch.nn.functional.one_hot(labels, 3) + torch.rand(24, 3, generator=g)
+    outputs = {"conv": maps, "fc": maps.mean((2, 3)), "logits": logits, "labels": labels}
+    analysis = KnowledgePointAnalysis(["conv"], "fc", sample_rounds=2, sample_steps=3, regional_epochs=2,
+                                      importance_steps=3, batch_size=8, kappa_tilde=50.0,
+                                      saturation=0.0).resolved("toy")  # fmt: skip
+    torch.manual_seed(0)
+    found = analysis.analyse(outputs, name="toy", seed=0)
+    assert [r["method"] for r in found.corr] == ["ours"]
+    assert list(found.regional_corr.columns) == ["layer", "mean", "std", "n"] and found.regional_corr["n"][0] <= 24
+    per_image = found.strength_corr["conv"]
+    assert found.regional_corr["mean"][0] == pytest.approx(float(per_image[~per_image.isnan()].mean()))
+    assert sorted(found.counts["normalisation"]) == ["calibrated", "paper"] and found.counts["saturated"].all()
+    assert found.points[0]["saturated"] and found.grids["conv"] == (3, 3)
+    calibrated = found.counts.set_index("normalisation").loc["calibrated"]
+    assert calibrated["n_points"] == found.points[0]["n_points"]  # the study's default strength is the calibrated one
