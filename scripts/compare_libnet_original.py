@@ -3,7 +3,7 @@
 layer pair 'i_j', the cosine between the layers' prediction vectors of each of the 200 images).
 
     git clone https://github.com/giscard88/hypothesis-building
-    python scripts/compare_libnet_original.py outputs/libnet_resnet44/runs/<time> hypothesis-building/test/correlations
+    python scripts/compare_libnet_original.py outputs/libnet_resnet44_original/runs/<time> hypothesis-building/test/correlations
 
 The original numbered its threshold sets differently from the paper's Table 1 (the files were
 written before its final set list), so each original set is matched to the run's threshold set

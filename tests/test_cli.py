@@ -103,3 +103,13 @@ def test_bad_input_fails_with_a_message(tmp_path: Path, args: list[str], message
     proc = explainlab(*args, cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-3000:]
+
+
+def test_an_invalid_value_is_printed_once_and_kept_in_the_run_log(tmp_path: Path) -> None:
+    proc = explainlab("recipe.epochs=-1", cwd=tmp_path, timeout=120)
+    message = "recipe.epochs=-1 is invalid"
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.count(message) == 1 and (proc.stdout + proc.stderr).count(message) == 1, proc.stderr
+    assert f"explainlab: error: {message}" in proc.stderr and "Traceback" not in proc.stderr
+    log = only_dir("outputs/train/runs/*", tmp_path) / "train.log"
+    assert log.read_text().count(message) == 1

@@ -127,6 +127,15 @@ def main() -> None:
     hydra_main()
 
 
+def log_to_files(level: int, message: str) -> None:
+    """Write `message` to the log files of the root logger's handlers (the run's `<task>.log`), not to
+    the console, where the one-line `explainlab: error:` says it."""
+    record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
 def _raise_interrupted(signum: int, frame: Any) -> None:
     raise RunInterrupted(signum)
 
@@ -176,10 +185,11 @@ def hydra_main(cfg: DictConfig) -> float | None:
         )
         if not isinstance(cause, ExplainlabError):
             raise
-        log.error("%s", cause)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("%s", cause)
             raise cause from None  # only this job fails: Hydra runs the others, then reports it
         write_status(output_dir, "failed", error=f"{type(cause).__name__}: {cause}")
+        log_to_files(logging.ERROR, str(cause))  # the run's log keeps it; the terminal shows it once, below
         print(f"explainlab: error: {cause}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     finally:

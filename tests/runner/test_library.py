@@ -168,9 +168,12 @@ def test_two_process_ddp_tables_equal_single_process(compose, tmp_path: Path) ->
     ]
     single = compose(STUDY + weights, tmp_path / "single")
     run(single)
-    ddp = compose(STUDY + weights + ["trainer=ddp_spawn"], tmp_path / "ddp")
+    # A cache of its own: activations and attacked images are computed over the 2 processes, not read.
+    own_cache = [f"paths.cache_dir={tmp_path / 'ddp_cache'}"]
+    ddp = compose(STUDY + weights + ["trainer=ddp_spawn", *own_cache], tmp_path / "ddp")
     metrics = run(ddp)
     assert metrics["processes"] == 2 and metrics["dnn/test_acc"] > 0
+    assert len(list((tmp_path / "ddp_cache" / "attacks").glob("*.pt"))) == 2  # rank 0 wrote each radius once
     # Library sizes and predictions are identical; CPL floats may differ in the last bits because
     # each worker process runs with another number of CPU threads (Lightning sets OMP_NUM_THREADS to
     # cores / processes), and CPU matrix products round differently with another thread count;
@@ -181,3 +184,14 @@ def test_two_process_ddp_tables_equal_single_process(compose, tmp_path: Path) ->
         b = pd.read_csv(tmp_path / "ddp" / "results" / f"{table}.csv")
         exact = table in ("library_sizes", "predictions")
         pd.testing.assert_frame_equal(a, b, check_exact=exact, rtol=1e-4, atol=1e-6)
+
+
+def test_a_batch_normalisation_attack_split_into_batches_is_warned_about(compose, caplog) -> None:
+    """attack.compat_bn_train normalises with the statistics of each attacked batch: the study says so
+    before it attacks when its images do not fit one batch (issue 17, section 0)."""
+    cfg = compose(STUDY + ["method.thresholds=[0.8]", "method.cpl.images=12", "attack.eps_list=[0.2]",
+                           "attack.compat_bn_train=true", "attack.batch_size=5"])  # fmt: skip
+    with caplog.at_level("WARNING"):
+        run(cfg)
+    warned = [r.getMessage() for r in caplog.records if "compat_bn_train" in r.getMessage()]
+    assert len(warned) == 1 and "attack.batch_size=5 is smaller than the 12 attacked images" in warned[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,14 @@ class RunContext:
         self.output_dir = Path(output_dir or cfg.paths.output_dir)
         validate_config(cfg)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as its config alone (e.g. for spawned DDP processes): data, model, loggers and
+        recorder are built again where it is unpickled."""
+        return {"cfg": self.cfg, "output_dir": self.output_dir}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.cfg, self.output_dir = state["cfg"], state["output_dir"]
+
     @cached_property
     def datamodule(self) -> ImageDataModule:
         return instantiate(self.cfg.dataset)
@@ -101,7 +108,8 @@ def validate_config(cfg: DictConfig) -> None:
     """Fail early, naming the key, on values Hydra's schema-free configs cannot refuse themselves.
 
     Runs in `explainlab.cli.run` before the method is built and anything is loaded or trained, and
-    again in RunContext (notebooks). Checks of one study's keys are in `_METHOD_CHECKS`.
+    again in RunContext (notebooks). A study's own keys are checked by its constructor, which
+    `cli.run` calls next, still before any work.
     """
     check_int("seed", cfg.seed, minimum=0)
     check_int("recipe.epochs", cfg.recipe.epochs, minimum=0)
@@ -119,11 +127,6 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigValueError("attack.eps_list", [], "a non-empty list of radii in [0, 1] (or null: [attack.eps])")
         for eps in attack.eps_list:
             check_float("attack.eps_list", eps, low=0.0, high=1.0)
-    method = cfg.get("method")
-    if method is not None:
-        check = _METHOD_CHECKS.get(str(method.get("_target_", "")).rsplit(".", 1)[-1])
-        if check is not None:
-            check(cfg, method)
 
 
 def _check_channels(cfg: DictConfig) -> None:
@@ -147,64 +150,6 @@ def _check_channels(cfg: DictConfig) -> None:
                 f"a model for the {channels}-channel images of dataset {name}: this model config is made for "
                 f"{len(values)}-channel images (model.{key} has {len(values)} values, one per channel)",
             )  # fmt: skip
-
-
-def _positive(cfg: DictConfig, method: DictConfig, *keys: str) -> None:
-    for key in keys:
-        node, leaf = method, key
-        if "." in key:
-            head, leaf = key.rsplit(".", 1)
-            node = OmegaConf.select(method, head)
-        if node is not None and leaf in node and node[leaf] is not None:
-            check_int(f"method.{key}", node[leaf], minimum=1)
-
-
-def _check_library(cfg: DictConfig, method: DictConfig) -> None:
-    _positive(cfg, method, "block_size", "top_k", "cpl.images", "cpl.top_k")
-    layers = list(method.get("layers") or [])
-    if method.get("threshold") is None:
-        common = method.get("thresholds")
-        common = [] if common is None else [common] if isinstance(common, (int, float)) else list(common)
-        covered = set((method.get("layer_thresholds") or {}).keys())
-        if not common and not set(layers) <= covered:
-            raise ConfigValueError(
-                "method.thresholds", common, "at least one cosine threshold in (-1, 1] (or method.threshold=θ)"
-            )
-    cpl = method.get("cpl") or {}
-    for pair in cpl.get("pairs") or []:
-        names = list(pair) if not isinstance(pair, str) else [pair]
-        if len(names) != 2 or any(name not in layers for name in names):
-            raise ConfigValueError(
-                "method.cpl.pairs", [list(p) if not isinstance(p, str) else p for p in cpl.pairs],
-                f"pairs [a, b] of layers of method.layers ({', '.join(map(str, layers))}), or null for all pairs",
-            )  # fmt: skip
-
-
-def _check_heatmaps(cfg: DictConfig, method: DictConfig) -> None:
-    _positive(cfg, method, "occlusion_window", "patch", "aopc_steps", "ig_steps")
-    target = method.get("target")
-    classes = cfg.model.get("num_classes")
-    if target != "predicted":
-        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < (classes or 1 << 62):
-            raise ConfigValueError("method.target", target, f"'predicted' or a class index in [0, {classes})")
-
-
-def _check_featviz(cfg: DictConfig, method: DictConfig) -> None:
-    classes = cfg.model.get("num_classes")
-    for i, target in enumerate(method.get("targets") or []):
-        if "class" in target:
-            value = target["class"]
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (classes or 1 << 62):
-                raise ConfigValueError(f"method.targets[{i}].class", value, f"a class index in [0, {classes})")
-        if "channel" in target:
-            check_int(f"method.targets[{i}].channel", target["channel"], minimum=0)
-
-
-_METHOD_CHECKS: dict[str, Callable[[DictConfig, DictConfig], None]] = {
-    "LibraryStudy": _check_library,
-    "HeatmapStudy": _check_heatmaps,
-    "FeatvizStudy": _check_featviz,
-}
 
 
 def check_model_fits_data(model: torch.nn.Module, cfg: DictConfig) -> None:

@@ -18,16 +18,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from explainlab.attacks.pgd import check_batch_statistics
 from explainlab.errors import ConfigValueError, check_choice, check_int
 from explainlab.methods.detection import DETECTORS, Entry, Inputs, fit_all, fit_libraries, make_detector
 from explainlab.methods.detection import run_protocols
 from explainlab.methods.library import FactoredHAPs
+from explainlab.methods.library.fitting import threshold_sets
 from explainlab.models.layers import resolve_layers
 from explainlab.models.loading import fingerprint
 from explainlab.results import detection_figures
 from explainlab.runner.context import RunContext
-from explainlab.runner.detection_inputs import AttackCache, attacked_images, cached_pooled_split, detector_inputs
-from explainlab.runner.detection_inputs import OUTLIER_SETS, outlier_images
+from explainlab.runner.attacked import AttackCache, attacked_images
+from explainlab.runner.detection_inputs import OUTLIER_SETS, cached_pooled_split, detector_inputs, outlier_images
 from explainlab.runner.activations import FeatureCache, cached_split_features, eval_device, plan_storage
 from explainlab.runner.training import train_unless_given
 
@@ -94,13 +96,8 @@ class DetectionStudy:
         self.hap_dtype, self.factored_taps, self.progress = _DTYPES[hap_dtype], factored_taps, progress
 
     def threshold_sets(self) -> dict[str, dict[str, float]]:
-        sets = self.cpl["threshold_sets"]
-        if not sets:
-            return {f"theta={t:g}": dict.fromkeys(self.layers, float(t)) for t in self.cpl["thresholds"]}
-        for name, chosen in sets.items():
-            if set(chosen) != set(self.layers):
-                raise ConfigValueError(f"method.cpl.threshold_sets.{name}", chosen, f"one θ for each of {self.layers}")
-        return {str(name): {k: float(v) for k, v in chosen.items()} for name, chosen in sets.items()}
+        sets, default = self.cpl["threshold_sets"], self.cpl["thresholds"]
+        return threshold_sets(sets, self.layers, default, key="method.cpl.threshold_sets")
 
     def __call__(self, cfg: DictConfig) -> dict[str, Any]:
         start = time.perf_counter()
@@ -123,6 +120,8 @@ class DetectionStudy:
         )  # fmt: skip
         train = Inputs({"pooled": pooled}, pooled["logits"], pooled["labels"])
         x, y = data.dataset("test")[0 : self.images]
+        if attack is not None:
+            check_batch_statistics(attack, len(y))  # attack.compat_bn_train over several batches: warned
         storage = plan_storage(model, self.layers, x[:1].to(device), self.hap_dtype, factor=self.factored_taps)
         read = {"feature_layers": self.feature_layers, "hap_layers": self.layers if sets else []}
         read |= {"storage": storage, "device": device, "batch_size": batch}

@@ -1,28 +1,18 @@
 """Inputs of the detection study: pooled layer features of whole splits (cached like the library
-study's patterns) and PGD images cached by model, attack, images and seed."""
+study's patterns), what each detector reads of a set of images, and out-of-distribution images.
+The attacked images come from `runner.attacked`, shared with the library study."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from explainlab.attacks.pgd import LinfPGD
 from explainlab.methods.detection import Inputs
 from explainlab.methods.library import FactoredHAPs
-from explainlab.results.cache import EntryStore
 from explainlab.runner.activations import FeatureCache, extract
-
-
-class AttackCache(FeatureCache):
-    """`<cache_dir>/attacks/<key>.pt`: attacked images, keyed (and checked on read) like `FeatureCache`."""
-
-    def __init__(self, cache_dir: str | Path) -> None:
-        self.folder = Path(cache_dir) / "attacks"
-        self.store = EntryStore(self.folder, "attacked-image cache")
 
 
 def pool(activation: torch.Tensor) -> torch.Tensor:
@@ -67,42 +57,6 @@ def cached_pooled_split(
                 cache.put({**key, "layer": name}, fresh[name])
             found = fresh
     return {name: found[name] for name in wanted}
-
-
-def attacked_images(
-    model: nn.Module,
-    attack: LinfPGD,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    seed: int,
-    spec: dict[str, Any],
-    cache: AttackCache | None,
-    device: torch.device,
-    map_units: Callable[[int, Callable[[int], torch.Tensor]], list[torch.Tensor]] | None = None,
-) -> tuple[torch.Tensor, bool]:
-    """PGD images (N, C, H, W) of `images` at `attack.eps` and whether they came from the cache.
-
-    Each batch u of `attack.batch_size` starts from its own random start, seeded by (seed, eps,
-    u), so the images do not depend on the order batches run in. The cache key holds `spec` (model
-    fingerprint, data, image indices), every attack setting and the seed.
-    """
-    settings = {k: v for k, v in vars(attack).items() if k != "eps_list"}
-    key = {**spec, "attack": settings, "seed": seed}
-    if cache is not None and (hit := cache.get(key)) is not None:
-        return hit, True
-    batch = attack.batch_size
-    map_units = map_units or (lambda n, work: [work(u) for u in range(n)])
-
-    def one(unit: int) -> torch.Tensor:
-        x, y = images[unit * batch : (unit + 1) * batch], labels[unit * batch : (unit + 1) * batch]
-        torch.manual_seed(seed * 1_000_003 + round(attack.eps * 1e6) * 10_007 + unit)
-        return attack.perturb(model, x.to(device), y.to(device)).cpu()
-
-    adv = torch.cat(map_units(-(-len(images) // batch), one))
-    if cache is not None:
-        cache.put(key, adv)
-    return adv, False
 
 
 def detector_inputs(

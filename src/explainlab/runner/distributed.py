@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from explainlab.runner.activations import eval_device
+
 T = TypeVar("T")
 
 
@@ -67,6 +69,10 @@ class Workers:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def on_main(self, work: Callable[[], T]) -> T:
+        """`work()` computed on rank 0 alone, its result on every rank."""
+        return self.from_main(work() if self.is_main else None)
 
     def barrier(self) -> None:
         if self.distributed:
@@ -132,3 +138,16 @@ def launch_processes(trainer: Mapping[str, Any], work: Callable[..., T], *args: 
 def _on_rank(fabric: Any, work: Callable[..., T], *args: Any) -> T:
     release_process_group_at_exit()
     return work(fabric, *args)
+
+
+def run_split(trainer: Mapping[str, Any], work: Callable[..., T], *args: Any) -> T:
+    """`work(device, *args)` in this process, or on the `trainer` config's DDP processes when it
+    asks for several and none are running yet (Lightning Fabric; rank 0's result is returned).
+    `work` is a module-level function or a bound method of a picklable object."""
+    if wants_processes(trainer) and not Workers().distributed:
+        return launch_processes(trainer, _with_device, work, *args)
+    return work(Workers().device_hint or eval_device(trainer.get("accelerator")), *args)
+
+
+def _with_device(fabric: Any, work: Callable[..., T], *args: Any) -> T:
+    return work(fabric.device, *args)

@@ -42,13 +42,17 @@ class FeatvizStudy:
     def __init__(self, targets: Sequence[Mapping[str, Any]], *, steps: int = 2560, lr: float = 0.05,
                  transforms: Mapping[str, Any] | None = None, tv: float = 0.05, diversity_batch: int = 4,
                  diversity_weight: float = 1.0, inversion_layers: Sequence[str] = (), examples: int = 8,
-                 example_pool: int = 1000, seed_offset: int = 0) -> None:  # fmt: skip
+                 example_pool: int = 1000, seed_offset: int = 0, num_classes: int | None = None) -> None:  # fmt: skip
         self.targets = [dict(OmegaConf.to_container(t) if isinstance(t, DictConfig) else t) for t in targets]
         if not self.targets:
             raise ConfigValueError("method.targets", [], "at least one {layer, channel} or {class} entry")
         for i, t in enumerate(self.targets):
             if not ({"layer", "channel"} == set(t) or {"class"} == set(t)):
                 raise ConfigValueError(f"method.targets[{i}]", t, "{layer: NAME, channel: INT} or {class: INT}")
+            value = t.get("class", 0)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (num_classes or 1 << 62):
+                raise ConfigValueError(f"method.targets[{i}].class", value, f"a class index in [0, {num_classes})")
+            check_int(f"method.targets[{i}].channel", t.get("channel", 0), minimum=0)
         check_int("method.steps", steps, minimum=1)
         check_int("method.diversity_batch", diversity_batch, minimum=0)
         self.steps, self.lr, self.tv = steps, lr, tv

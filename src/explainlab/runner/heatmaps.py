@@ -64,7 +64,7 @@ class HeatmapStudy:
                  aopc_steps: int = 16, patch: int = 4, aopc_fill: str = "uniform",
                  aopc_orders: Sequence[str] = ("morf", "random"), randomisation: bool = True,
                  randomisation_layers: int = 6, occlusion_window: int = 8, ig_steps: int = 32,
-                 progress: bool = True) -> None:  # fmt: skip
+                 progress: bool = True, num_classes: int | None = None) -> None:  # fmt: skip
         self.models = [dict(OmegaConf.to_container(m) if isinstance(m, DictConfig) else m) for m in models]
         if not self.models:
             raise ConfigValueError("method.models", [], "at least one {name, trained} entry")
@@ -86,8 +86,12 @@ class HeatmapStudy:
             check_choice("method.aopc_orders", order, AOPC_ORDERS)
         check_choice("method.split", split, ("train", "val", "test"))
         check_choice("method.aopc_fill", aopc_fill, ("uniform", "mean"))
-        if target != "predicted":
-            check_int("method.target", target, minimum=0)
+        for key, value in {"occlusion_window": occlusion_window, "patch": patch, "aopc_steps": aopc_steps,
+                           "ig_steps": ig_steps}.items():  # fmt: skip
+            check_int(f"method.{key}", value, minimum=1)
+        index = not isinstance(target, bool) and isinstance(target, int) and 0 <= target < (num_classes or 1 << 62)
+        if target != "predicted" and not index:
+            raise ConfigValueError("method.target", target, f"'predicted' or a class index in [0, {num_classes})")
         self.methods, self.images, self.split, self.target = list(methods), images, split, target
         self.image_paths = list(image_paths) if image_paths else None
         self.image_size = image_size

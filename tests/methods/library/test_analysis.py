@@ -103,3 +103,46 @@ def test_cpl_tables_per_threshold_set_and_strength() -> None:
         assert np.allclose(rows["cpl"], adv.numpy()) and rows["is_adversarial"].all()
         expected = roc_auc_score(np.r_[np.zeros(12), np.ones(12)], -np.r_[clean.numpy(), adv.numpy()])
         assert auroc[auroc.threshold_set == name]["auroc"].item() == pytest.approx(expected)
+
+
+def test_library_tables_and_cpl_scores_from_the_libraries_predictions() -> None:
+    from explainlab.methods.library.analysis import cpl_scores, library_tables
+    from explainlab.methods.library.fitting import fit_libraries
+    from tests.methods.library.test_network import clustered
+
+    train, labels = clustered(100, 6, 3, 0.6, seed=3)
+    test, test_labels = clustered(30, 6, 3, 0.6, seed=4)
+    logits = torch.nn.functional.one_hot(labels, 3).double()
+    haps = {"x": train, "y": train * 2 + 0.1}
+    libs = fit_libraries(haps, {"x": [0.5, 0.8], "y": [0.7]}, logits, block_size=16)
+    tests = {"x": test, "y": test * 2 + 0.1}
+    dnn_pred = test_labels.roll(1)
+    sizes, pred, confusion = library_tables(libs, {"x": [0.8], "y": [0.7]}, tests, dnn_pred, test_labels, top_k=3)
+    assert list(zip(sizes.layer, sizes.threshold)) == [("x", 0.8), ("y", 0.7)] == list(confusion)
+    for row in pred.itertuples():
+        p = libs[(row.layer, row.threshold)].predict_scores(tests[row.layer], 3)
+        assert row.top1_agreement == agreement(p, dnn_pred, test_labels)["top1_agreement"] and row.n == 30
+        torch.testing.assert_close(confusion[(row.layer, row.threshold)], confusion_index(p, test_labels))
+    assert list(sizes["size"]) == [libs[("x", 0.8)].size_, libs[("y", 0.7)].size_]
+    scores = cpl_scores(libs, {"S": {"x": 0.5, "y": 0.7}}, {0.0: tests}, 2)
+    torch.testing.assert_close(scores[0.0][("x", 0.5)], libs[("x", 0.5)].predict_scores(test, 2))
+
+
+def test_best_agreement_and_best_threshold_sets() -> None:
+    import pandas as pd
+
+    from explainlab.methods.library.analysis import best_agreement, best_threshold_sets
+
+    pred = pd.DataFrame({"layer": ["b", "b", "a"], "threshold": [0.5, 0.6, 0.5], "top1_agreement": [0.9, 0.7, 0.4]})
+    sizes = pd.DataFrame({"layer": ["b", "b", "a"], "threshold": [0.5, 0.6, 0.5], "size": [10, 20, 3]})
+    best = best_agreement(pred, sizes)
+    assert best.to_dict("records") == [
+        {"layer": "b", "threshold": 0.5, "top1_agreement": 0.9, "size": 10},
+        {"layer": "a", "threshold": 0.5, "top1_agreement": 0.4, "size": 3},
+    ]
+    auroc = pd.DataFrame({"eps": [0.2, 0.1, 0.2], "threshold_set": ["S", "S", "T"], "auroc": [0.6, 0.7, 0.8]})
+    sets = best_threshold_sets(auroc)
+    assert sets.to_dict("records") == [
+        {"eps": 0.1, "threshold_set": "S", "auroc": 0.7, "worst": 0.7, "n_sets": 1},
+        {"eps": 0.2, "threshold_set": "T", "auroc": 0.8, "worst": 0.6, "n_sets": 2},
+    ]

@@ -8,14 +8,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from explainlab.methods.detection.base import Detector, Features
-from explainlab.methods.library import (
-    HebbianSums,
-    LibraryNetwork,
-    associate_libraries,
-    build_libraries,
-    consistency,
-    predict_scores_many,
-)
+from explainlab.methods.library import LibraryNetwork, consistency, predict_scores_many
+from explainlab.methods.library.fitting import fit_libraries
 
 
 class CPL(Detector):
@@ -63,26 +57,3 @@ class CPL(Detector):
             for layer, lib in self.libraries_.items()
         }
         return -consistency(by_layer, pairs=self.pairs, softmax=self.softmax)
-
-
-def fit_libraries(
-    haps: Features,
-    thresholds: Mapping[str, Sequence[float]],
-    logits: torch.Tensor,
-    *,
-    block_size: int = 4096,
-    device: torch.device | str | None = None,
-    progress: bool = False,
-) -> dict[tuple[str, float], LibraryNetwork]:
-    """Libraries of every (layer, θ) in one construction pass per layer (paper 001, Eq. 1-2), linked
-    with the DNN's answers argmax(logits)."""
-    answers = logits.argmax(1)
-    n_classes = logits.shape[1]
-    out = {}
-    for layer, values in thresholds.items():
-        sums = HebbianSums(answers, n_classes)
-        kwargs = {"block_size": block_size, "device": device}
-        indices = build_libraries(haps[layer], sorted(set(values)), progress=progress, hebbian=sums, **kwargs)
-        fitted = associate_libraries(haps[layer], indices, answers, n_classes, hebbian=sums, **kwargs)
-        out.update({(layer, t): lib for t, lib in fitted.items()})
-    return out

@@ -1,15 +1,19 @@
-"""What the library networks' prediction inputs P tell: confusion index (Eq. 4), consistency
-of predictions across layers (CPL, Eq. 5) and its AUROC as an adversarial-input detector."""
+"""What the library networks' prediction inputs P tell: agreement with the DNN (Table 1), confusion
+index (Eq. 4), consistency of predictions across layers (CPL, Eq. 5) and its AUROC as an
+adversarial-input detector, and the best θ / θ-set of a study's tables."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
+
+from explainlab.methods.library.network import LibraryNetwork, MapUnits, predict_scores_many
+from explainlab.methods.library.patterns import Patterns
 
 
 def confusion_index(scores: torch.Tensor, labels: torch.Tensor, *, variant: str = "paper") -> torch.Tensor:
@@ -106,3 +110,78 @@ def cpl_tables(
                 auroc_rows.append({"eps": eps, "threshold_set": name, "auroc": detection_auroc(per_eps[0.0], cpl),
                                    "n_clean": len(per_eps[0.0]), "n_adv": len(cpl)})  # fmt: skip
     return pd.DataFrame(rows), pd.DataFrame(auroc_rows)
+
+
+def library_tables(
+    libraries: Mapping[tuple[str, float], LibraryNetwork],
+    studied: Mapping[str, Sequence[float]],
+    test_haps: Mapping[str, Patterns],
+    dnn_pred: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    top_k: int,
+    variant: str = "paper",
+    map_units: Callable[[str], MapUnits] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[tuple[str, float], torch.Tensor]]:
+    """What each studied library tells about the test inputs (paper 001, Table 1, Fig. 3).
+
+    libraries: {(layer, θ): fitted library}; studied: {layer: θ list} to report; test_haps:
+    {layer: (N, ...)}; dnn_pred, labels: (N,). map_units(layer): how prediction blocks are spread.
+    Returns (sizes: layer, threshold, size; predictions: layer, threshold, top_k, n and `agreement`'s
+    columns; {(layer, θ): confusion index (C, C) of `variant`}), in the order of `studied`.
+    """
+    size_rows, pred_rows, confusion = [], [], {}
+    for layer, values in studied.items():
+        spread = {"map_units": map_units(layer)} if map_units is not None else {}
+        scores = predict_scores_many({t: libraries[(layer, t)] for t in values}, test_haps[layer], top_k, **spread)
+        for t in values:
+            p = scores[t].cpu()
+            size_rows.append({"layer": layer, "threshold": t, "size": libraries[(layer, t)].size_})
+            pred_rows.append({"layer": layer, "threshold": t, "top_k": top_k, "n": len(p),
+                              **agreement(p, dnn_pred, labels)})  # fmt: skip
+            confusion[(layer, t)] = confusion_index(p, labels, variant=variant)
+    return pd.DataFrame(size_rows), pd.DataFrame(pred_rows), confusion
+
+
+def cpl_scores(
+    libraries: Mapping[tuple[str, float], LibraryNetwork],
+    threshold_sets: Mapping[str, Mapping[str, float]],
+    haps_by_eps: Mapping[float, Mapping[str, Patterns]],
+    top_k: int,
+    *,
+    map_units: MapUnits | None = None,
+) -> dict[float, dict[tuple[str, float], torch.Tensor]]:
+    """{eps: {(layer, θ): P (N, C)}} of every (layer, θ) a threshold set uses, the input `cpl_tables`
+    takes: per eps and layer one product with the union of that layer's nodes."""
+    spread = {"map_units": map_units} if map_units is not None else {}
+    scores: dict[float, dict[tuple[str, float], torch.Tensor]] = {}
+    layers = list(next(iter(threshold_sets.values()))) if threshold_sets else []
+    for eps, haps in haps_by_eps.items():
+        scores[eps] = {}
+        for layer in layers:
+            used = {(layer, t): libraries[(layer, t)] for t in sorted({s[layer] for s in threshold_sets.values()})}
+            scores[eps].update(predict_scores_many(used, haps[layer], top_k, **spread))
+    return scores
+
+
+def best_agreement(predictions: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+    """Per layer (in order of appearance) the θ whose library agrees best with the DNN (top-1; the last
+    of equals in θ order): layer, threshold, top1_agreement, size."""
+    rows = []
+    for layer in predictions.layer.unique():
+        best = predictions[predictions.layer == layer].sort_values("top1_agreement").iloc[-1]
+        size = sizes[(sizes.layer == layer) & (sizes.threshold == best.threshold)]["size"].iloc[0]
+        rows.append({"layer": layer, "threshold": best.threshold, "top1_agreement": best.top1_agreement,
+                     "size": int(size)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["layer", "threshold", "top1_agreement", "size"])
+
+
+def best_threshold_sets(auroc: pd.DataFrame) -> pd.DataFrame:
+    """Per eps (increasing) the θ-set of the highest CPL AUROC beside the lowest: eps, threshold_set,
+    auroc, worst, n_sets (read against chance, 0.5, and against the other sets)."""
+    rows = []
+    for eps, group in auroc.groupby("eps"):
+        best = group.loc[group.auroc.idxmax()]
+        rows.append({"eps": eps, "threshold_set": best.threshold_set, "auroc": best.auroc,
+                     "worst": group.auroc.min(), "n_sets": len(group)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["eps", "threshold_set", "auroc", "worst", "n_sets"])
