@@ -62,3 +62,50 @@ def test_inversion_of_the_first_layer_reconstructs_the_image() -> None:
                            lr=0.05, seed=0, **study._setting(setting, 1, 28))  # fmt: skip
         errors[setting] = float((result.images - image).abs().mean())
     assert errors["inversion"] < 0.04 and errors["regularised"] > 2 * errors["inversion"]
+
+
+RGB = [
+    "method=featviz",
+    "dataset=synthetic",
+    "dataset.in_channels=3",
+    "model.mean=[0.5,0.5,0.5]",
+    "model.std=[0.3,0.3,0.3]",
+    "recipe.epochs=1",
+    "trainer.enable_progress_bar=false",
+    "method.steps=4",
+    "method.transforms={pad: 1, jitter: 1, scales: [1], degrees: 0, jitter2: 0}",
+    "method.diversity_batch=0",
+    "method.examples=0",
+    "method.example_pool=64",
+]
+
+
+def test_survey_options_on_an_rgb_model(compose) -> None:
+    cfg = compose([*RGB, "method.targets=[{classes: [0, 1]},{class: 2}]", "method.class_objective=log_probability",
+                   "method.color=dataset", "method.bilateral_every=2",
+                   "method.interpolations=[{from: {layer: conv2, channel: 0}, to: {class: 1}}]",
+                   "method.interpolation_frames=3", "method.inversion_layers=[conv1]",
+                   "method.inversion_method=mahendran", "method.inversion_starts=2"])  # fmt: skip
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    table = pd.read_csv(out / "results" / "featviz.csv")
+    assert table["unit"].tolist()[:4] == ["classes:0,1", "classes:0,1", "class:2", "class:2"]
+    assert table["setting"].tolist()[4:] == ["interpolation", "inversion"]
+    assert (table.loc[table["unit"] == "class:2", "objective"] <= 0).all()  # a log-probability
+    for name in ("featviz_classes_0_1", "featviz_conv2_0_to_class_1", "inversion"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 3000
+
+
+def test_bad_survey_options_name_the_key(compose) -> None:
+    for override, key in [
+        ("method.color=lab", "method.color"),
+        ("method.class_objective=softmax", "method.class_objective"),
+        ("method.inversion_method=dream", "method.inversion_method"),
+        ("method.inversion_starts=0", "method.inversion_starts"),
+        ("method.interpolations=[{from: {class: 0}}]", "method.interpolations[0]"),
+        ("method.interpolations=[{from: {class: 0}, to: {layer: x}}]", "method.interpolations[0].to"),
+        ("method.targets=[{classes: []}]", "method.targets[0]"),
+        ("method.bilateral_every=-1", "method.bilateral_every"),
+        ("method.interpolation_frames=1", "method.interpolation_frames"),
+    ]:
+        assert_run_refuses(compose, [*RGB, override], key)

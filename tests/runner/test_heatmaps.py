@@ -25,6 +25,7 @@ STUDY = [
     "method.aopc_steps=4",
     "method.randomisation_layers=2",
     "method.ig_steps=4",
+    "method.hog_cell=4",
 ]
 
 
@@ -38,8 +39,14 @@ def test_study_on_the_run_model(compose) -> None:
     ssim = pd.read_csv(out / "results" / "ssim" / "gradient" / "0.csv")
     assert list(ssim.columns) == ["model_a", "model_b", "ssim"] and ssim["ssim"].tolist() == [1.0]
     randomised = pd.read_csv(out / "results" / "randomisation.csv")
-    assert sorted(randomised["layers_randomised"].unique()) == [1, 2] and randomised["ssim"].between(-1, 1).all()
-    for name in ("heatmaps_0", "aopc", "randomisation"):
+    assert list(randomised.columns) == ["model", "order", "step", "layer", "method", "image", "measure", "value"]
+    assert sorted(randomised["step"].unique()) == [0, 1, 2] and set(randomised["order"]) == {"cascading"}
+    assert set(randomised["measure"]) == {"spearman", "spearman_abs", "ssim", "hog"}
+    assert randomised["value"].between(-1 - 1e-9, 1 + 1e-9).all()
+    assert (randomised[randomised["step"] == 0]["value"] > 1 - 1e-9).all()  # the trained maps against themselves
+    sparsity = pd.read_csv(out / "results" / "sparsity.csv")
+    assert len(sparsity) == 3 * len(cfg.method.methods) and sparsity["gini"].between(0, 1).all()
+    for name in ("heatmaps_0", "aopc", "randomisation", "sparsity"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 5000
     assert metrics["models"] == 1
 
@@ -63,8 +70,12 @@ def test_published_cifar_resnets_are_compared_and_clustered(compose, shared_mode
     ssim = pd.read_csv(out / "results" / "ssim" / "gradcam" / "1.csv")
     assert len(ssim) == 16 and ssim["ssim"].between(-1, 1).all()
     clusters = pd.read_csv(out / "results" / "clusters.csv")
-    assert set(clusters["linkage"]) == {"ward", "average_1-ssim"} and set(clusters["model"]) == {
+    assert set(clusters["linkage"]) == {"ward_1-ssim", "average_1-ssim", "ward_maps"} and set(clusters["model"]) == {
         "resnet20", "resnet32", "resnet44", "resnet56"}  # fmt: skip
+    assert set(clusters["image"].astype(str)) == {"0", "1", "mean"}
+    statistics = pd.read_csv(out / "results" / "merge_statistics.csv")
+    joins_last = statistics[(statistics["statistic"] == "joins_last") & (statistics["method"] == "gradcam")]
+    assert (joins_last["images"] == 2).all() and len(joins_last) == 3 * 4  # per linkage and model
     assert (out / "figures" / "dendrogram_gradcam.png").is_file()
 
 
@@ -87,6 +98,22 @@ def test_randomised_copies_reset_layers_from_the_top() -> None:
         ("method.target=-1", "method.target"),
         ("method.images=[0,100000]", "method.images"),
         ("method.aopc_orders=[best]", "method.aopc_orders"),
+        ("method.linkages=[centroid]", "method.linkages"),
+        ("method.dendrograms=all", "method.dendrograms"),
+        ("method.ssim={sigma: 1.5, window: 7}", "method.ssim.window"),
+        ("method.ssim={gaussian: false, window: 4}", "method.ssim.window"),
+        ("method.ssim={sigma: 0}", "method.ssim.sigma"),
+        ("method.ssim={gaussian: false, window: 21}", "method.ssim"),
+        ("method.aopc_regions=circles", "method.aopc_regions"),
+        ("method.aopc_fill=gray", "method.aopc_fill"),
+        ("method.randomisation=some", "method.randomisation"),
+        ("method.randomisation_orders=[bottom_up]", "method.randomisation_orders"),
+        ("method.randomisation_measures=[pearson]", "method.randomisation_measures"),
+        ("method.hog_cell=8", "method.hog_cell"),
+        ("method.insertion_deletion_steps=0", "method.insertion_deletion_steps"),
+        ("method.keep_only_correct=maybe", "method.keep_only_correct"),
+        ("method.patch=32", "method.patch"),
+        ("method.data_randomisation=yes", "method.data_randomisation"),
     ],
 )
 def test_bad_study_config_names_the_key(compose, override: str, key: str) -> None:
@@ -104,6 +131,56 @@ def test_chosen_images_lrp_and_least_relevant_first(compose) -> None:
     assert set(aopc["order"]) == {"morf", "lerf", "random"}
     assert set(aopc["method"]) == {"gradient", "lrp_epsilon", "lrp"}
     assert any(key.startswith("aopc_lerf/") for key in metrics)
+
+
+def test_options_insertion_deletion_neighbourhood_regions_and_every_randomisation(compose) -> None:
+    cfg = compose([*STUDY, "method.methods=[gradient,gradcam]", "method.insertion_deletion=true",
+                   "method.insertion_deletion_steps=4", "method.aopc_regions=neighbourhood", "method.patch=3",
+                   "method.randomisation=all", "method.randomisation_orders=[cascading,independent]",
+                   "method.randomisation_measures=[spearman,ssim]", "method.sparsity=false",
+                   "method.ssim={gaussian: false, window: 5}"])  # fmt: skip
+    run(cfg)
+    results = Path(cfg.paths.output_dir) / "results"
+    curves = pd.read_csv(results / "insertion_deletion.csv")
+    assert list(curves.columns) == ["model", "method", "mode", "step", "fraction", "score"]
+    assert set(curves["mode"]) == {"insertion", "deletion"} and curves["step"].max() == 4
+    auc = pd.read_csv(results / "insertion_deletion_auc.csv")
+    assert len(auc) == 2 * 2 * 3 and auc["auc"].between(0, 1).all()
+    randomised = pd.read_csv(results / "randomisation.csv")
+    assert set(randomised["order"]) == {"cascading", "independent"} and set(randomised["measure"]) == {"spearman",
+                                                                                                       "ssim"}
+    assert not (results / "sparsity.csv").exists()
+    assert (Path(cfg.paths.output_dir) / "figures" / "insertion_deletion.png").is_file()
+
+
+def test_data_randomisation_trains_the_run_model_on_permuted_labels(compose) -> None:
+    cfg = compose([*STUDY, "method.methods=[gradient,gradcam]", "method.randomisation=false",
+                   "method.data_randomisation=true", "method.randomisation_measures=[spearman_abs,ssim]"])  # fmt: skip
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    table = pd.read_csv(out / "results" / "data_randomisation.csv")
+    assert list(table.columns) == ["model", "method", "image", "measure", "value"] and len(table) == 2 * 3 * 2
+    assert table["value"].between(-1 - 1e-9, 1 + 1e-9).all() and (table["value"] < 1 - 1e-6).any()
+    assert_run_refuses(compose, [*STUDY, "method.data_randomisation=true",
+                                 "method.models=[{name: resnet20, trained: akamaster}]"], "method.data_randomisation")
+
+
+def test_keep_only_correct_keeps_the_images_every_model_gets_right(compose) -> None:
+    cfg = compose([*STUDY, "method.methods=[gradient]", "method.keep_only_correct=true", "method.images=4",
+                   "method.randomisation=false"])  # fmt: skip
+    run(cfg)
+    predictions = pd.read_csv(Path(cfg.paths.output_dir) / "results" / "predictions.csv")
+    assert 1 <= len(predictions) <= 4 and (predictions["label"] == predictions["predicted"]).all()
+    indices = [int(s[len("test["):-1]) for s in predictions["source"]]
+    assert indices == sorted(indices)
+
+
+def test_keep_only_correct_refuses_image_files() -> None:
+    from explainlab.errors import ConfigValueError
+    from explainlab.runner.heatmaps import HeatmapStudy
+
+    with pytest.raises(ConfigValueError, match="method.keep_only_correct"):
+        HeatmapStudy([{"name": "resnet20", "trained": "akamaster"}], image_paths=["a.jpg"], keep_only_correct=True)
 
 
 def _offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, present: tuple[str, ...]) -> None:
@@ -159,3 +236,38 @@ def test_paper_preset_without_any_weights_lists_every_file(compose, tmp_path, mo
         run(compose(PAPER))
     for name in ("alexnet", "inception_v3", "vgg13", "densenet201", "squeezenet1_0"):
         assert f"  {name}: no torchvision weights" in str(info.value)
+
+
+def test_imagenet_presets_refuse_without_image_files_naming_the_key(compose, monkeypatch) -> None:
+    monkeypatch.delenv("EXPLAINLAB_IMAGENET_VAL", raising=False)
+    for preset in ("heatmaps_aopc", "heatmaps_round2"):
+        assert_run_refuses(compose, [f"experiment={preset}"], "method.image_folder")
+    round2 = compose(["experiment=heatmaps_round2"])
+    assert [m["name"] for m in round2.method.models] == ["alexnet", "inception_v3", "resnet152", "densenet161",
+                                                         "vgg19", "squeezenet1_0"]  # fmt: skip
+    assert round2.method.keep_only_correct and round2.method.dendrograms == "per_image"
+    assert_run_refuses(compose, ["experiment=heatmaps_round2", "method.image_paths=[a.jpg]"],
+                       "method.keep_only_correct")  # fmt: skip
+    assert_run_refuses(compose, ["experiment=heatmaps_aopc", "method.image_folder=/nonexistent"],
+                       "method.image_folder")  # fmt: skip
+
+
+def test_aopc_preset_on_an_image_folder_with_one_model_offline(compose, tmp_path, monkeypatch) -> None:
+    from torchvision.io import write_png
+
+    _offline_hub(tmp_path, monkeypatch, present=("squeezenet1_1",))
+    folder = tmp_path / "val"
+    folder.mkdir()
+    for i in range(3):
+        write_png((torch.rand(3, 40, 48) * 255).to(torch.uint8), str(folder / f"ILSVRC2012_val_{i}.png"))
+    monkeypatch.setenv("EXPLAINLAB_IMAGENET_VAL", str(folder))
+    cfg = compose(["experiment=heatmaps_aopc", "method.images=2", "method.image_size=64", "method.aopc_steps=3",
+                   "method.methods=[gradient,lrp_epsilon]", "trainer.enable_progress_bar=false"])  # fmt: skip
+    assert cfg.method.patch == 9 and cfg.method.aopc_fill == "uniform" and cfg.method.aopc_orders == ["morf", "random"]
+    run(cfg)
+    results = Path(cfg.paths.output_dir) / "results"
+    predictions = pd.read_csv(results / "predictions.csv")
+    assert predictions["source"].tolist() == [str(folder / f"ILSVRC2012_val_{i}.png") for i in range(2)]
+    aopc = pd.read_csv(results / "aopc.csv")
+    assert set(aopc["model"]) == {"squeezenet1_1"} and aopc["step"].max() == 3
+    assert len(pd.read_csv(results / "skipped.csv")) == 11

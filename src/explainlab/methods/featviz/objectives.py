@@ -3,7 +3,8 @@ outputs and the logits, one score per image of the batch, combinable with + and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -145,3 +146,24 @@ def alignment(layer: str, decay_ratio: float = 2.0, max_offset: int = 4) -> Obje
         return (-total).expand(len(act))
 
     return Objective(score, (layer,), f"{layer}:alignment")
+
+
+CLASS_OBJECTIVES = ("logit", "probability", "log_probability")
+
+
+def from_target(target: Mapping[str, Any], class_objective: str = "logit") -> tuple[Objective, str]:
+    """The objective and label of a target spec: {layer, channel} (`channel`), {class} (`class_objective`
+    of that class: 'logit', 'probability' or 'log_probability') or {classes: [..]} (`logsumexp` of those
+    logits: a smooth maximum, an image of any of them). Labels: 'layer:channel', 'class:c', 'classes:a,b'."""
+    if class_objective not in CLASS_OBJECTIVES:
+        raise ValueError(f"class_objective must be one of {', '.join(CLASS_OBJECTIVES)}, got {class_objective!r}")
+    if set(target) == {"layer", "channel"}:
+        return channel(str(target["layer"]), int(target["channel"])), f"{target['layer']}:{target['channel']}"
+    if set(target) == {"class"}:
+        index = int(target["class"])
+        make = {"logit": logit, "probability": probability, "log_probability": log_probability}[class_objective]
+        return make(index), f"class:{index}"
+    if set(target) == {"classes"} and len(target["classes"]) >= 1:
+        indices = [int(c) for c in target["classes"]]
+        return logsumexp(indices), "classes:" + ",".join(map(str, indices))
+    raise ValueError(f"a target is {{layer, channel}}, {{class}} or {{classes: [..]}}, got {dict(target)}")

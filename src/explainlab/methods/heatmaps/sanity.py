@@ -150,10 +150,12 @@ def compare_maps(
     measures: Sequence[str] = MEASURES,
     *,
     ssim_sigma: float = 1.5,
-    ssim_window: int = 11,
+    ssim_window: int | None = None,
+    ssim_gaussian: bool = True,
     hog_cell: int = 8,
 ) -> dict[str, torch.Tensor]:
-    """Each of `measures` between the pairs of 2-D maps (P, H, W), (P, H, W): {measure: (P,)}."""
+    """Each of `measures` between the pairs of 2-D maps (P, H, W), (P, H, W): {measure: (P,)}. SSIM
+    window: `similarity.ssim_pairs`' sigma / kernel_size / gaussian (default: Gaussian, σ = 1.5, 11 pixels)."""
     for measure in measures:
         check_choice("measures", measure, MEASURES)
     out = {}
@@ -161,7 +163,8 @@ def compare_maps(
         if measure in ("spearman", "spearman_abs"):
             out[measure] = spearman(a, b, absolute=measure == "spearman_abs")
         elif measure == "ssim":
-            out[measure] = ssim_pairs(_unit_range(a), _unit_range(b), sigma=ssim_sigma, kernel_size=ssim_window)
+            out[measure] = ssim_pairs(_unit_range(a), _unit_range(b), sigma=ssim_sigma, kernel_size=ssim_window,
+                                      gaussian=ssim_gaussian)
         else:
             out[measure] = hog_similarity(a, b, pixels_per_cell=hog_cell)
     return out
@@ -196,8 +199,8 @@ def model_randomisation(
 
     explain(model, images, target) -> {method: maps (N, H, W)}, called once for the trained model
     (unless `reference` gives its maps) and once per randomised model; target (N,) stays the trained
-    model's. options: compare_maps' ssim_sigma, ssim_window, hog_cell. Returns rows (order, step,
-    layer, method, image, measure, value); step 0 is the trained model against itself."""
+    model's. options: compare_maps' ssim_sigma, ssim_window, ssim_gaussian, hog_cell. Returns rows
+    (order, step, layer, method, image, measure, value); step 0 is the trained model against itself."""
     trained = dict(reference) if reference is not None else dict(explain(model, images, target))
     rows = _rows(trained, trained, measures, {"order": order, "step": 0, "layer": ""}, options)
     for step, layer, randomised in randomised_models(model, order=order, layers=layers, max_layers=max_layers,
@@ -222,10 +225,12 @@ def data_randomisation(
     explain: MapsFunction,
     *,
     measures: Sequence[str] = MEASURES,
+    reference: Mapping[str, torch.Tensor] | None = None,
     **options: float,
 ) -> pd.DataFrame:
-    """Adebayo et al.'s data randomisation test: maps of `model` (trained on the true labels) against
-    those of `random_label_model` (the same architecture trained on `permuted_labels`), for the same
-    images and targets. Returns rows (method, image, measure, value)."""
-    return pd.DataFrame(_rows(explain(model, images, target), explain(random_label_model, images, target),
-                              measures, {}, options))  # fmt: skip
+    """Adebayo et al.'s data randomisation test: maps of `model` (trained on the true labels; `reference`
+    gives them when already computed) against those of `random_label_model` (the same architecture
+    trained on `permuted_labels`), for the same images and targets. Returns rows (method, image,
+    measure, value)."""
+    trained = dict(reference) if reference is not None else dict(explain(model, images, target))
+    return pd.DataFrame(_rows(trained, explain(random_label_model, images, target), measures, {}, options))
