@@ -81,3 +81,14 @@ def test_submitit_launchers_compose(compose) -> None:
 
     for launcher in ("submitit_local", "submitit_slurm", "slurm_ddp"):
         compose([f"hydra/launcher={launcher}"])
+
+
+def test_keys_whose_value_needs_a_hydra_run_are_known() -> None:
+    """`dataset.root` is `${paths.data_dir}`, which reads `${hydra:runtime.cwd}`: outside a Hydra run it
+    cannot be resolved, and the key was refused as unknown with itself as the nearest key."""
+    from explainlab.config import UnknownKeyError, check_override_keys
+
+    check_override_keys(["experiment=heatmaps_cifar", "dataset.root=/some/where"])
+    check_override_keys(["dataset=cifar10", "paths.data_dir=/some/where", "model.taps.0=conv1"])
+    with pytest.raises(UnknownKeyError, match="nearest known key is dataset.root"):
+        check_override_keys(["dataset=cifar10", "dataset.roots=/some/where"])

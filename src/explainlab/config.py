@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from explainlab.errors import ExplainlabError
 
@@ -87,8 +87,19 @@ def _group_choices(groups: list[Override]) -> Iterator[list[str]]:
 
 
 def _exists(cfg: DictConfig, key: str) -> bool:
-    missing = object()
-    return OmegaConf.select(cfg, key, default=missing, throw_on_resolution_failure=False) is not missing
+    """Whether `key` names a node of `cfg`: found by its path without resolving anything (a value such
+    as `${hydra:runtime.cwd}/data` cannot be resolved outside a Hydra run, and `select` then answers
+    its default), or through interpolations that do resolve (keys under `a: ${b}`)."""
+    node: Any = cfg
+    for part in key.split("."):
+        if isinstance(node, DictConfig) and part in node.keys():
+            node = node._get_node(part)
+        elif isinstance(node, ListConfig) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
+            node = node._get_node(int(part))
+        else:
+            missing = object()
+            return OmegaConf.select(cfg, key, default=missing, throw_on_resolution_failure=False) is not missing
+    return True
 
 
 def _target_parameters(cfg: DictConfig, key: str) -> list[str] | None:
