@@ -134,3 +134,15 @@ def test_library_and_detection_studies_attack_the_same_images(compose, tmp_path:
     for path in shared:
         theirs = torch.load(other / "attacks" / path.name, weights_only=True)
         assert torch.equal(torch.load(path, weights_only=True)["values"], theirs["values"])
+
+
+def test_each_radius_says_what_it_attacks_and_when_it_reads_the_cache(tmp_path: Path, caplog) -> None:
+    model, x, y, attack = _problem()
+    cache = AttackCache(tmp_path)
+    with caplog.at_level("INFO", logger="explainlab.runner.attacked"):
+        attacked_images(model, attack, x, y, seed=0, spec={}, cache=cache, device=CPU)
+        attacked_images(model, attack, x, y, seed=0, spec={}, cache=cache, device=CPU)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "PGD eps=0.1: attacking 6 images (3 steps, batches of 4)"
+    assert lines[1].startswith("PGD eps=0.1: done in ")
+    assert lines[2] == "PGD eps=0.1: 6 attacked images from the cache"

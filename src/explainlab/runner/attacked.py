@@ -4,6 +4,8 @@ studies attack the same images once and read the same adversarial images."""
 
 from __future__ import annotations
 
+import logging
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from explainlab.results.cache import EntryStore
 from explainlab.runner.activations import FeatureCache
 from explainlab.runner.checkpoint_cache import is_rank_zero_process
 from explainlab.runner.distributed import Workers
+
+log = logging.getLogger(__name__)
 
 
 class AttackCache(FeatureCache):
@@ -60,8 +64,13 @@ def attacked_images(
     with cache.lock(key) if cache is not None and main else nullcontext():
         found = workers.from_main(cache.get(key) if cache is not None and main else None)
         if found is not None:
+            log.info("PGD eps=%g: %d attacked images from the cache", attack.eps, len(found))
             return found, True
         batch = attack.batch_size
+        # A radius is minutes of silence on a CPU (one batch, no inner progress): say what runs.
+        log.info("PGD eps=%g: attacking %d images (%d steps, batches of %d)", attack.eps, len(images),
+                 attack.steps, batch)  # fmt: skip
+        started = time.perf_counter()
 
         def one(unit: int) -> torch.Tensor:
             x, y = images[unit * batch : (unit + 1) * batch], labels[unit * batch : (unit + 1) * batch]
@@ -69,6 +78,7 @@ def attacked_images(
             return attack.perturb(model, x.to(device), y.to(device)).cpu()
 
         adv = torch.cat(workers.map(-(-len(images) // batch), one, desc=f"PGD eps={attack.eps:g}"))
+        log.info("PGD eps=%g: done in %.0f s", attack.eps, time.perf_counter() - started)
         if cache is not None and main:
             cache.put(key, adv)
     return adv, False

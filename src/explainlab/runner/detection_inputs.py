@@ -21,12 +21,14 @@ def pool(activation: torch.Tensor) -> torch.Tensor:
 
 
 def pooled_features(
-    model: nn.Module, batches: Iterable, layers: Sequence[str], *, device: torch.device, progress: bool = False
+    model: nn.Module, batches: Iterable, layers: Sequence[str], *, device: torch.device, progress: bool = False,
+    total: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """{layer: (N, D) float32 pooled outputs, 'logits': (N, C), 'labels': (N,)} of batches (x, y):
     the one extractor (`runner.activations.extract`) with maps averaged to 1 x 1 (channel means,
-    Lee et al. 2018), vectors as they are."""
-    return extract(model, batches, layers, device=device, max_side=1, progress=progress, desc="pooled features")
+    Lee et al. 2018), vectors as they are. total: number of batches, for the progress bar."""
+    return extract(model, batches, layers, device=device, max_side=1, progress=progress, total=total,
+                   desc="pooled features")  # fmt: skip
 
 
 def cached_pooled_split(
@@ -52,7 +54,8 @@ def cached_pooled_split(
         found = {name: cache.get({**key, "layer": name}) for name in wanted}
         if any(v is None for v in found.values()):
             batches = (dataset[i : min(i + batch_size, n)] for i in range(0, n, batch_size))
-            fresh = pooled_features(model, batches, layers, device=device, progress=progress)
+            fresh = pooled_features(model, batches, layers, device=device, progress=progress,
+                                    total=-(-n // batch_size))  # fmt: skip
             for name in wanted:
                 cache.put({**key, "layer": name}, fresh[name])
             found = fresh
