@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -127,6 +128,11 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigValueError("attack.eps_list", [], "a non-empty list of radii in [0, 1] (or null: [attack.eps])")
         for eps in attack.eps_list:
             check_float("attack.eps_list", eps, low=0.0, high=1.0)
+    if attack is not None and "_target_" in attack:
+        try:  # the attack checks its own settings (backend, fold_bn, compile, ...) when built
+            instantiate(attack)
+        except InstantiationException as err:  # Hydra wraps the attack's own ConfigValueError
+            raise err.__cause__ if isinstance(err.__cause__, ConfigValueError) else err
 
 
 def _check_channels(cfg: DictConfig) -> None:
