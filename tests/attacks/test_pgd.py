@@ -13,6 +13,7 @@ from torch import nn
 from explainlab.attacks.pgd import LinfPGD, check_batch_statistics
 from explainlab.errors import ConfigValueError
 from explainlab.models.pixel_space import PixelSpaceModel
+from tests.helpers import with_bn_statistics
 
 
 def _bn_model() -> PixelSpaceModel:
@@ -191,14 +192,7 @@ def _bn_resnet20() -> PixelSpaceModel:
     from explainlab.models.cifar_resnet import cifar_resnet
 
     torch.manual_seed(0)
-    net = cifar_resnet("resnet20")
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    net = with_bn_statistics(cifar_resnet("resnet20"), 3, bias=False)
     return PixelSpaceModel(net, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26)).double().eval()
 
 

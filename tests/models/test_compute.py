@@ -15,6 +15,7 @@ from explainlab.models.compute import (
     resolve_channels_last,
 )
 from explainlab.models.pixel_space import PixelSpaceModel
+from tests.helpers import with_bn_statistics
 
 
 def _net() -> PixelSpaceModel:
@@ -66,31 +67,18 @@ def test_bf16_autocast_is_refused_off_cuda() -> None:
 # --- folding batch norms into convolutions (attack.fold_bn) -------------------------------------
 
 
-def _with_bn_statistics(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every batch norm running statistics and affine parameters far from the identity."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-    return net
-
-
 def _resnet20(dtype: torch.dtype) -> PixelSpaceModel:
     from explainlab.models.cifar_resnet import cifar_resnet
 
     torch.manual_seed(0)
-    net = _with_bn_statistics(cifar_resnet("resnet20"))
+    net = with_bn_statistics(cifar_resnet("resnet20"))
     return PixelSpaceModel(net, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26)).to(dtype).eval()
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
 def test_folded_resnet20_and_small_net_give_the_same_logits(dtype: torch.dtype, tol: float) -> None:
     g = torch.Generator().manual_seed(1)
-    small = _with_bn_statistics(_net()).to(dtype)
+    small = with_bn_statistics(_net()).to(dtype)
     for model, size in ((_resnet20(dtype), 32), (small, 6)):
         x = torch.rand(6, 3, size, size, generator=g, dtype=dtype)
         folded = fold_batch_norms(model)
@@ -109,7 +97,7 @@ def test_folding_a_torchvision_resnet_and_a_net_without_batch_norms() -> None:
     from explainlab.models.mnist_nets import MnistCNN
 
     torch.manual_seed(0)
-    tv = _with_bn_statistics(torchvision.models.resnet18(num_classes=10)).double().eval()
+    tv = with_bn_statistics(torchvision.models.resnet18(num_classes=10)).double().eval()
     x = torch.rand(2, 3, 64, 64, dtype=torch.float64)
     folded = fold_batch_norms(tv)
     with torch.no_grad():
