@@ -28,6 +28,14 @@ from explainlab.models.pixel_space import PixelSpaceModel
 log = logging.getLogger(__name__)
 
 
+def _check_native_switch(key: str, value: object, backend: str) -> None:
+    """A boolean option only the native backend implements."""
+    if not isinstance(value, bool):
+        raise ConfigValueError(key, value, "true or false")
+    if value and backend != "native":
+        raise ConfigValueError(key, value, "false with attack.backend=advertorch")
+
+
 class LinfPGD:
     """Untargeted (or targeted) L-inf PGD with optional random start; cross-entropy summed over the
     batch, as in advertorch's default and the library-network paper's code.
@@ -98,20 +106,14 @@ class LinfPGD:
         if autocast is not None and backend != "native":
             raise ConfigValueError("attack.autocast", autocast, "null with attack.backend=advertorch")
         self.channels_last, self.autocast = channels_last, autocast
-        if not isinstance(fold_bn, bool):
-            raise ConfigValueError("attack.fold_bn", fold_bn, "true or false")
-        if fold_bn and backend != "native":
-            raise ConfigValueError("attack.fold_bn", fold_bn, "false with attack.backend=advertorch")
+        _check_native_switch("attack.fold_bn", fold_bn, backend)
         if fold_bn and compat_bn_train:
             raise ConfigValueError(
                 "attack.fold_bn", fold_bn, "false with attack.compat_bn_train=true (training-mode batch norms "
                 "normalise with the attacked batch's statistics, which cannot be folded into weights)"
             )  # fmt: skip
         self.fold_bn = fold_bn
-        if not isinstance(compile, bool):
-            raise ConfigValueError("attack.compile", compile, "true or false")
-        if compile and backend != "native":
-            raise ConfigValueError("attack.compile", compile, "false with attack.backend=advertorch")
+        _check_native_switch("attack.compile", compile, backend)
         if compile and fold_bn:
             raise ConfigValueError(
                 "attack.compile", compile, "false with attack.fold_bn=true (the folded copy is made anew for every "
