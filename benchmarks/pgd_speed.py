@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torchattacks
 from timing import synced_seconds
 
 from explainlab.attacks.pgd import LinfPGD
@@ -44,6 +43,8 @@ def tools(model: torch.nn.Module, eps: float, step: float, steps: int, device: s
     kw = dict(eps=eps, step=step, steps=steps, random_start=False, batch_size=10**6)
     native = LinfPGD(backend="native", **kw)
     advertorch = LinfPGD(backend="advertorch", **kw)
+    import torchattacks  # the `bench` extra: pip install -e ".[bench]"
+
     ta = torchattacks.PGD(model, eps=eps, alpha=step, steps=steps, random_start=False)
     out = {
         "native (explainlab)": lambda x, y: native.perturb(model, x, y),
