@@ -55,6 +55,8 @@ def tools(model: torch.nn.Module, eps: float, step: float, steps: int, device: s
     out["native, channels_last"] = lambda x, y: channels_last.perturb(model, x, y)
     folded = LinfPGD(backend="native", fold_bn=True, **kw)  # timed with its folding (once per call)
     out["native, fold_bn"] = lambda x, y: folded.perturb(model, x, y)
+    both = LinfPGD(backend="native", fold_bn=True, channels_last=True, **kw)
+    out["native, fold_bn + channels_last"] = lambda x, y: both.perturb(model, x, y)
     if device == "cuda":
         bf16 = LinfPGD(backend="native", autocast="bf16", **kw)
         out["native, bf16 autocast"] = lambda x, y: bf16.perturb(model, x, y)

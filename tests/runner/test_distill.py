@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pandas as pd
 import pytest
 import torch
 
 from explainlab.cli import run
+from explainlab.data import SyntheticDataModule
 from explainlab.errors import ConfigValueError
 from explainlab.methods.knowledge_points.distillation import regional_differences
 from explainlab.models.build import build_model
@@ -66,6 +68,35 @@ def test_distill_module_keeps_the_teacher_frozen_and_adds_the_mimic_loss() -> No
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def _distil_one_epoch(channels_last: bool | str) -> tuple[DistillModule, list[bool]]:
+    """One CPU epoch of a small student mimicking a teacher's conv2; the teacher's input layout per step."""
+    pl.seed_everything(0)
+    net = dict(num_classes=4, in_channels=3, image_size=12, mean=(0.5,) * 3, std=(0.3,) * 3)
+    teacher, student = build_model("small_cnn", **net), build_model("small_cnn", **net)
+    module = DistillModule(student, teacher, "conv2", lambda p: torch.optim.SGD(p, lr=0.1), num_classes=4,
+                           channels_last=channels_last)  # fmt: skip
+    seen: list[bool] = []
+    conv = next(m for m in teacher.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_pre_hook(lambda m, i: seen.append(i[0].is_contiguous(memory_format=torch.channels_last)))
+    data = SyntheticDataModule(n_train=64, n_test=8, num_classes=4, in_channels=3, image_size=12, batch_size=32,
+                               val_size=0)  # fmt: skip
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, datamodule=data)
+    return module, seen
+
+
+def test_channels_last_distillation_runs_the_teacher_alike_and_gives_it_back() -> None:
+    plain, seen_plain = _distil_one_epoch(False)
+    fast, seen_fast = _distil_one_epoch(True)
+    assert seen_plain and not any(seen_plain) and all(seen_fast)
+    for t in fast.teacher.state_dict().values():  # the teacher is handed back in the default layout
+        if t.dim() == 4:
+            assert t.is_contiguous()
+    for (name, a), b in zip(plain.model.state_dict().items(), fast.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-4), name  # float rounding of other conv kernels only
 
 
 def test_regional_differences_of_identical_and_scaled_maps() -> None:

@@ -29,9 +29,10 @@ STUDY = [
 ]
 
 
-def test_study_on_the_run_model(compose) -> None:
+def test_study_on_the_run_model(compose, capfd: pytest.CaptureFixture[str]) -> None:
     cfg = compose(STUDY)
     metrics = run(cfg)
+    assert "heat maps" in capfd.readouterr().err  # the study's progress bar (progress=true by default)
     out = Path(cfg.paths.output_dir)
     aopc = pd.read_csv(out / "results" / "aopc.csv")
     assert set(aopc["method"]) == set(cfg.method.methods) and set(aopc["order"]) == {"morf", "random"}

@@ -16,9 +16,9 @@ from explainlab.models.compute import resolve_channels_last, set_memory_format
 from explainlab.runner.distributed import release_process_group_at_exit
 
 
-# Channels-last training on the CPU under model.channels_last=auto: measured on the 2-core CPU
-# (benchmarks/channels_last_speed.py, docs/benchmarks.md).
-TRAIN_CHANNELS_LAST_ON_CPU = False
+# Channels-last training on the CPU under model.channels_last=auto: measured on the idle 2-core CPU
+# (benchmarks/channels_last_speed.py, docs/benchmarks.md, 2026-12-07: training steps 1.07-1.14x).
+TRAIN_CHANNELS_LAST_ON_CPU = True
 
 
 class ClassifierModule(pl.LightningModule):

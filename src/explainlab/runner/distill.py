@@ -128,7 +128,7 @@ class DistillStudy:
             base = build_module(ctx)  # the recipe's optimiser, scheduler and augmentation
             return DistillModule(student, teacher, who.layer, base.optimizer_factory, base.scheduler_factory,
                                  num_classes=cfg.model.num_classes, crop_padding=base.crop_padding, hflip=base.hflip,
-                                 pool=who.pool, **self.weights)  # fmt: skip
+                                 channels_last=base.channels_last_setting, pool=who.pool, **self.weights)  # fmt: skip
 
         return student, initial, ensure_trained(ctx, model=student, module=module, spec=spec)
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from explainlab.errors import ConfigValueError
 from explainlab.methods.knowledge_points import FeatureDistillationLoss, MimickedFeature
+from explainlab.models.compute import set_memory_format
 from explainlab.models.layers import ActivationRecorder, resolve_layers
 from explainlab.runner.classifier import ClassifierModule
 
@@ -34,6 +35,16 @@ class DistillModule(ClassifierModule):
         self.distillation = FeatureDistillationLoss(mimic_weight=mimic_weight, ce_weight=ce_weight, kd_weight=kd_weight,
                                                     temperature=temperature, pool=pool)  # fmt: skip
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.channels_last:  # the teacher runs in the student's layout (given back in on_fit_end)
+            set_memory_format(self.teacher, True)
+
+    def on_fit_end(self) -> None:
+        if self.channels_last:
+            set_memory_format(self.teacher, False)
+        super().on_fit_end()
+
     def train(self, mode: bool = True) -> DistillModule:
         super().train(mode)
         self.teacher.eval()  # batch-norm statistics of the teacher never move
@@ -44,7 +55,7 @@ class DistillModule(ClassifierModule):
         with MimickedFeature(self.model, self.layer, detach_downstream=self.detach_downstream) as tap:
             logits = self(x)
         with torch.no_grad(), ActivationRecorder(self.teacher, [self.layer]) as teacher_rec:
-            teacher_logits = self.teacher(x)
+            teacher_logits = self.teacher(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
         student_f, teacher_f = tap.feature, teacher_rec.activations[self.layer]
         if student_f.shape != teacher_f.shape:
             raise ConfigValueError("method.layers", self.layer, f"a layer of equal shape in student and teacher "

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from tqdm.auto import tqdm
 
 from explainlab.errors import ConfigValueError, ExplainlabError
 from explainlab.methods.heatmaps import cluster, evaluation, merge_statistics, sparsity_table
@@ -111,12 +112,17 @@ class HeatmapStudy(HeatmapOptions):
         names, maps, predictions = list(models), {}, []
         tables: dict[str, list[pd.DataFrame]] = {"aopc": [], "insertion_deletion": [], "insertion_deletion_auc": [],
                                                  "randomisation": [], "data_randomisation": []}  # fmt: skip
-        for k, (name, model) in enumerate(models.items()):
-            model = model.to(device)
+        bar = tqdm(models.items(), desc="heat maps", total=len(models), unit="model", disable=not self.progress)
+        for k, (name, model) in enumerate(bar):
+            model, stage_start = model.to(device), time.perf_counter()
+            bar.set_postfix_str(f"{name}: {len(self.methods)} methods")
             with torch.no_grad():
                 predicted = model(x).argmax(1)
             target = predicted if self.target == "predicted" else torch.full_like(predicted, int(self.target))
             maps[name] = self._maps(model, x, target)
+            log.info("%s: maps of %d methods x %d images in %.1f s", name, len(self.methods), len(x),
+                     time.perf_counter() - stage_start)  # fmt: skip
+            bar.set_postfix_str(f"{name}: perturbation curves")
             predictions += [{"model": name, "image": i, "source": sources[i], "label": int(labels[i]),
                              "predicted": int(predicted[i])} for i in range(len(x))]  # fmt: skip
             tables["aopc"].append(evaluation.aopc_table(
@@ -128,10 +134,12 @@ class HeatmapStudy(HeatmapOptions):
                 tables["insertion_deletion"].append(curves.assign(model=name))
                 tables["insertion_deletion_auc"].append(areas.assign(model=name))
             if self.randomisation == "all" or (self.randomisation == "first" and k == 0):
+                bar.set_postfix_str(f"{name}: randomisation")
                 tables["randomisation"].append(self._randomisation(name, model, x, target, maps[name], cfg.seed))
             if self.data_randomisation and self.models[k]["trained"] == "run":
                 tables["data_randomisation"].append(self._data_randomisation(ctx, name, model, x, target, maps[name]))
             models[name] = model.cpu()
+            log.info("%s done in %.1f s", name, time.perf_counter() - stage_start)
         rec = ctx.recorder
         rec.save_config(cfg)
         similarity = evaluation.similarity_matrices(maps, self.methods, sigma=self.ssim["sigma"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,6 +53,15 @@ def test_guided_backprop_and_deconvnet_by_hand(tiny) -> None:
     deconv = _backward_through_conv(model, grad_a.clamp_min(0))  # the forward mask is not used
     assert torch.allclose(explain(model, x, target, "guided_backprop"), guided.detach())
     assert torch.allclose(explain(model, x, target, "deconvnet"), deconv.detach())
+
+
+def test_captums_hook_notices_are_not_passed_on_to_the_user(tiny) -> None:
+    model, x, target = tiny
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for method in ("guided_backprop", "deconvnet"):
+            explain(model, x, target, method)
+    assert not [w for w in caught if "hooks" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_gradcam_weights_are_spatially_averaged_gradients(tiny) -> None:

@@ -13,6 +13,7 @@ canonical copy, see `lrp.py`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -185,7 +186,11 @@ def explain(
     inputs = AttributionInputs(prepared=prepared, canonical=canonical, layer=layer, baseline=baseline,
                                ig_steps=ig_steps, occlusion_window=occlusion_window,
                                occlusion_stride=occlusion_stride)  # fmt: skip
-    return entry.attribute(model, x, target, inputs)
+    with warnings.catch_warnings():
+        # Captum announces, on every call, that it sets (and later removes) hooks on the ReLUs: expected
+        # here (the separate-ReLU copy exists for it), and a line per model and method in the user's log.
+        warnings.filterwarnings("ignore", message=r"Setting (forward, )?backward hooks", category=UserWarning)
+        return entry.attribute(model, x, target, inputs)
 
 
 def to_heatmap(attributions: torch.Tensor, method: str) -> torch.Tensor:
