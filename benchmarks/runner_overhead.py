@@ -14,7 +14,6 @@ machine may be shared). Prints one markdown row per loop and the ratio.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from lightning.pytorch.callbacks import Callback
 
 from explainlab.config import compose_config
 from explainlab.data.augment import random_crop_flip
+from explainlab.models.compute import resolve_channels_last, set_memory_format
+from explainlab.runner.classifier import TRAIN_CHANNELS_LAST_ON_CPU
 from explainlab.runner.context import RunContext
 from explainlab.runner.training import build_module
 
@@ -73,10 +74,20 @@ def runner_epochs(args: argparse.Namespace, out: str) -> list[float]:
     return timer.seconds
 
 
+def uses_channels_last(ctx: RunContext) -> bool:
+    """Whether the runner trains this model channels-last on the CPU (model.channels_last, 'auto' resolved)."""
+    setting = ctx.cfg.model.get("channels_last", False)
+    return resolve_channels_last(
+        setting, "cpu", ctx.model, key="model.channels_last", auto_on_cpu=TRAIN_CHANNELS_LAST_ON_CPU
+    )
+
+
 def plain_epochs(args: argparse.Namespace, out: str) -> list[float]:
     ctx = context(args, out)
     pl.seed_everything(0, workers=True)
     model, recipe, data = ctx.model, ctx.cfg.recipe, ctx.datamodule
+    channels_last = uses_channels_last(ctx)  # the layout the runner picks, so both do the same arithmetic
+    set_memory_format(model, channels_last)
     data.setup("fit")
     loader = data.train_dataloader()
     optimizer = torch.optim.SGD(
@@ -91,6 +102,7 @@ def plain_epochs(args: argparse.Namespace, out: str) -> list[float]:
         start = time.perf_counter()
         for x, y in loader:
             x = random_crop_flip(x, recipe.augment.crop_padding, recipe.augment.hflip)
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -120,7 +132,9 @@ def main() -> None:
         f"<!-- {datetime.date.today()}, torch {torch.__version__}, lightning {pl.__version__}, "
         f"{torch.get_num_threads()} threads, {' '.join(sys.argv)} -->"
     )
-    print(f"| loop ({args.model}, {args.images} images/epoch, batch {args.batch}, cpu) | s/epoch | x plain |")
+    with tempfile.TemporaryDirectory() as out:
+        layout = "channels_last" if uses_channels_last(context(args, out)) else "contiguous"
+    print(f"| loop ({args.model}, {args.images} images/epoch, batch {args.batch}, cpu, {layout}) | s/epoch | x plain |")
     print("| --- | --- | --- |")
     plain = best["plain torch loop"]
     for name, seconds in best.items():
