@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from explainlab.errors import ConfigValueError, ExplainlabError
 from explainlab.methods.heatmaps import cluster, evaluation, merge_statistics, sparsity_table
-from explainlab.methods.heatmaps.attribution import explain, prepare, to_heatmap
+from explainlab.methods.heatmaps.attribution import explain, prepare, to_heatmap, to_magnitude
 from explainlab.methods.heatmaps.sanity import data_randomisation, model_randomisation, permuted_labels
 from explainlab.models.factories import build_trained
 from explainlab.results import heatmap_figures
@@ -63,11 +63,16 @@ class HeatmapStudy(HeatmapOptions):
             raise ExplainlabError(f"no model of method.models could be loaded:\n{reasons}")
         return models, skipped
 
-    def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _attributions(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """method -> attributions (N, C, H, W) of every method of the study."""
         window = min(self.occlusion_window, x.shape[-1])
         options = {**prepare(model, x, self.methods), "ig_steps": self.ig_steps, "occlusion_window": window,
                    "occlusion_stride": window}  # fmt: skip
-        return {m: to_heatmap(explain(model, x, target, m, **options), m).cpu() for m in self.methods}
+        return {m: explain(model, x, target, m, **options) for m in self.methods}
+
+    def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """method -> heat maps (N, H, W) in [0, 1] (`to_heatmap`), on the CPU."""
+        return {m: to_heatmap(a, m).cpu() for m, a in self._attributions(model, x, target).items()}
 
     def _compare_options(self) -> dict[str, Any]:
         """`sanity.compare_maps`' options from the study's ssim and hog_cell."""
@@ -109,7 +114,7 @@ class HeatmapStudy(HeatmapOptions):
         x, labels, sources = self._images(ctx, models, device)
         self.check_image_size(x.shape[-2:])
         x = x.to(device)
-        names, maps, predictions = list(models), {}, []
+        names, maps, magnitudes, predictions = list(models), {}, {}, []
         tables: dict[str, list[pd.DataFrame]] = {"aopc": [], "insertion_deletion": [], "insertion_deletion_auc": [],
                                                  "randomisation": [], "data_randomisation": []}  # fmt: skip
         bar = tqdm(models.items(), desc="heat maps", total=len(models), unit="model", disable=not self.progress)
@@ -119,7 +124,11 @@ class HeatmapStudy(HeatmapOptions):
             with torch.no_grad():
                 predicted = model(x).argmax(1)
             target = predicted if self.target == "predicted" else torch.full_like(predicted, int(self.target))
-            maps[name] = self._maps(model, x, target)
+            attributions = self._attributions(model, x, target)
+            maps[name] = {m: to_heatmap(a, m).cpu() for m, a in attributions.items()}
+            if self.sparsity:
+                magnitudes[name] = {m: to_magnitude(a, m).cpu() for m, a in attributions.items()}
+            del attributions
             log.info("%s: maps of %d methods x %d images in %.1f s", name, len(self.methods), len(x),
                      time.perf_counter() - stage_start)  # fmt: skip
             bar.set_postfix_str(f"{name}: perturbation curves")
@@ -157,8 +166,9 @@ class HeatmapStudy(HeatmapOptions):
             if parts:
                 rec.save_table(key, _first_columns(pd.concat(parts, ignore_index=True), "model"))
         if self.sparsity:
-            rec.save_table("sparsity", sparsity_table(maps))
-            rec.save_figure("sparsity", heatmap_figures.sparsity(sparsity_table(maps)))
+            sparsity = sparsity_table(magnitudes)  # of |attribution|: a signed map's zero is no highlight
+            rec.save_table("sparsity", sparsity)
+            rec.save_figure("sparsity", heatmap_figures.sparsity(sparsity))
         rec.save_table("predictions", pd.DataFrame(predictions))
         rec.save_table("skipped", pd.DataFrame(skipped, columns=["model", "reason"]))
         self._figures(rec, x, names, maps, similarity, aopc, tables)

@@ -4,6 +4,7 @@ from the one extractor), the Fig. 5 Shapley check, and the tables and figures of
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from explainlab.results.recorder import RunRecorder
 from explainlab.runner.activations import extract
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
+log = logging.getLogger(__name__)
 
 
 def analyse_model(
@@ -33,7 +35,7 @@ def analyse_model(
 
 def shapley_check(
     model: nn.Module, batches: Batches, found: KnowledgePointResult, layers: Sequence[str], *, images: int,
-    n_samples: int, max_side: int, seed: int, device: torch.device,
+    n_samples: int, max_side: int, seed: int, device: torch.device, progress: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:  # fmt: skip
     """Fig. 5: Shapley values φ^(r) of the regions of each of `layers` (`RegionShapley`, the same
     region grid as w) for the DNN's logit of its predicted class, on the first `images` images, and
@@ -43,7 +45,9 @@ def shapley_check(
     target = found.outputs["logits"][:images].argmax(1).to(device)
     per_layer, details = {}, {}
     for layer in layers:
-        phi = RegionShapley(model, layer, max_side=max_side, n_samples=n_samples, seed=seed).attribute(x, target)
+        log.info("Shapley values of the %s regions (%d images, %s permutations each)", layer, len(x), n_samples)
+        phi = RegionShapley(model, layer, max_side=max_side, n_samples=n_samples, seed=seed,
+                            progress=progress).attribute(x, target)  # fmt: skip
         w = found.importance[layer][:images]
         corr = per_sample_pearson(w.double(), phi.double().cpu())
         per_layer[layer], details[layer] = corr, (w, phi.cpu(), corr)

@@ -180,7 +180,7 @@ class KnowledgePointStudy:
         if self.shapley_images:
             shapley, details = shapley_check(ctx.model, batches, found, shapley_layers, images=self.shapley_images,
                                              n_samples=self.shapley_samples, max_side=analysis.max_side,
-                                             seed=cfg.seed, device=device)  # fmt: skip
+                                             seed=cfg.seed, device=device, progress=self.progress)  # fmt: skip
         rec = ctx.recorder
         rec.save_config(cfg)
         rec.save_table("knowledge_points", kp_table)

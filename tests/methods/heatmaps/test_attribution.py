@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explainlab.methods.heatmaps.attribution import METHODS, explain, gradcam_layer, prepare_for_attribution, to_heatmap
+from explainlab.methods.heatmaps.attribution import (
+    METHODS,
+    explain,
+    gradcam_layer,
+    prepare_for_attribution,
+    to_heatmap,
+    to_magnitude,
+)
+from explainlab.methods.heatmaps.sparsity import gini_index
 from explainlab.methods.heatmaps.lrp import canonical_copy, inner_input
 from explainlab.models.build import build_model
 
@@ -62,6 +70,19 @@ def test_captums_hook_notices_are_not_passed_on_to_the_user(tiny) -> None:
         for method in ("guided_backprop", "deconvnet"):
             explain(model, x, target, method)
     assert not [w for w in caught if "hooks" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_magnitude_keeps_zero_attribution_at_zero_where_the_heatmap_does_not() -> None:
+    attributions = torch.zeros(1, 3, 4, 4, dtype=torch.float64)
+    attributions[0, :, 0, 0], attributions[0, :, 3, 3] = 1.0, -0.5  # one positive, one negative pixel
+    magnitude = to_magnitude(attributions, "gradient_x_input")  # signed sum over channels
+    expected = torch.zeros(1, 4, 4, dtype=torch.float64)
+    expected[0, 0, 0], expected[0, 3, 3] = 1.0, 0.5
+    assert torch.equal(magnitude, expected)
+    heatmap = to_heatmap(attributions, "gradient_x_input")  # min-max: the 14 zero pixels land at 1/3
+    assert torch.allclose(heatmap[0, 1, 1], torch.tensor(1 / 3, dtype=torch.float64))
+    assert gini_index(magnitude) > 0.85 > 0.5 > gini_index(heatmap)
+    assert torch.equal(to_magnitude(attributions, "gradient"), to_heatmap(attributions, "gradient"))  # max |.|
 
 
 def test_gradcam_weights_are_spatially_averaged_gradients(tiny) -> None:

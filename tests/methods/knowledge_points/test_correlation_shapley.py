@@ -103,6 +103,16 @@ def test_region_shapley_is_exact_for_a_linear_tail() -> None:
         assert torch.allclose(phi[:, r].double(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_region_shapley_shows_progress_only_when_asked(capfd: pytest.CaptureFixture[str]) -> None:
+    model = _Net(linear_tail=True).double().eval()
+    x = torch.rand(2, 2, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    quiet = RegionShapley(model, "conv", max_side=2, n_samples=2).attribute(x, 0)
+    assert "Shapley" not in capfd.readouterr().err
+    shown = RegionShapley(model, "conv", max_side=2, n_samples=2, progress=True).attribute(x, 0)
+    assert "Shapley" in capfd.readouterr().err  # Captum's bar, named after the method
+    assert torch.equal(quiet, shown)
+
+
 def test_region_shapley_matches_enumeration_for_a_nonlinear_tail() -> None:
     model = _Net(linear_tail=False).double().eval()
     x = torch.rand(2, 2, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)

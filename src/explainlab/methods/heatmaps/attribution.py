@@ -193,15 +193,28 @@ def explain(
         return entry.attribute(model, x, target, inputs)
 
 
-def to_heatmap(attributions: torch.Tensor, method: str) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H, W) in [0, 1]: the method's channel reduction (its entry's), then
-    min-max per map (a constant map becomes 0)."""
+def _reduce_channels(attributions: torch.Tensor, method: str) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W): the method's channel reduction (max |.| or the signed sum)."""
     check_choice("method", method, METHODS)
     if REGISTRY[method].reduction == "max_abs":
-        maps = attributions.abs().amax(1)
-    else:
-        maps = attributions.sum(1)
+        return attributions.abs().amax(1)
+    return attributions.sum(1)
+
+
+def to_heatmap(attributions: torch.Tensor, method: str) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W) in [0, 1]: the method's channel reduction (its entry's), then
+    min-max per map (a constant map becomes 0). A signed map's zero lands between 0 and 1."""
+    maps = _reduce_channels(attributions, method)
     flat = maps.flatten(1)
     low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
     scaled = (flat - low) / (high - low).clamp_min(1e-12)
     return scaled.view_as(maps).detach()
+
+
+def to_magnitude(attributions: torch.Tensor, method: str) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W) in [0, 1]: |channel reduction| over its maximum per map, so zero
+    attribution stays 0 whatever the sign of the rest (what a sparsity measure must read; `to_heatmap`
+    puts a signed map's zero mid-scale). An all-zero map stays 0."""
+    maps = _reduce_channels(attributions, method).abs()
+    peak = maps.flatten(1).amax(1).clamp_min(1e-12)
+    return (maps / peak.view(-1, *([1] * (maps.dim() - 1)))).detach()

@@ -28,17 +28,19 @@ class RegionShapley:
     n_samples: random permutations per image (Captum's ShapleyValueSampling); None: exact Shapley
         values over all R! permutations (Captum's ShapleyValues, only for a handful of regions).
     baseline: value an absent region's features take. perturbations_per_eval: coalitions evaluated
-        per forward pass (memory vs speed). seed: torch RNG seed for the permutations.
+        per forward pass (memory vs speed). seed: torch RNG seed for the permutations. progress:
+        Captum's progress bar over the coalitions.
     """
 
     def __init__(self, model: nn.Module, layer: str, *, max_side: int | None = 8, n_samples: int | None = 25,
-                 baseline: float = 0.0, perturbations_per_eval: int = 16, seed: int = 0) -> None:  # fmt: skip
+                 baseline: float = 0.0, perturbations_per_eval: int = 16, seed: int = 0,
+                 progress: bool = False) -> None:  # fmt: skip
         self.model, self.layer = model, layer
         self.module = resolve_layers(model, [layer], key="layer")[layer]
         check_int("n_samples", n_samples, minimum=1, optional=True)
         check_int("perturbations_per_eval", perturbations_per_eval, minimum=1)
         self.max_side, self.n_samples, self.baseline = max_side, n_samples, baseline
-        self.perturbations_per_eval, self.seed = perturbations_per_eval, seed
+        self.perturbations_per_eval, self.seed, self.progress = perturbations_per_eval, seed, progress
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         """x: (N, ...) inputs; target: class per image (N,) or one class. Returns φ (N, R), R = gh·gw,
@@ -68,12 +70,12 @@ class RegionShapley:
             if self.n_samples is None:
                 attributions = ShapleyValues(forward).attribute(
                     fmap, baselines=self.baseline, target=target, feature_mask=mask,
-                    perturbations_per_eval=self.perturbations_per_eval,
+                    perturbations_per_eval=self.perturbations_per_eval, show_progress=self.progress,
                 )  # fmt: skip
             else:
                 attributions = ShapleyValueSampling(forward).attribute(
                     fmap, baselines=self.baseline, target=target, feature_mask=mask, n_samples=self.n_samples,
-                    perturbations_per_eval=self.perturbations_per_eval, show_progress=False,
+                    perturbations_per_eval=self.perturbations_per_eval, show_progress=self.progress,
                 )  # fmt: skip
         # Every position of a region carries the region's value: read one position per region.
         first = torch.zeros(grid[0] * grid[1], dtype=torch.long, device=mask.device)
