@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -140,7 +141,10 @@ def _train_or_reuse(
     key = cache_key(spec)
     missing = [e for e in snapshot_epochs if not cache.path(snapshot_spec(spec, e)).is_file()]
     if missing:
-        log.info("training again to keep the weights after epochs %s", missing)
+        if cache.path(spec).is_file():
+            log.info("the trained model is cached but not its weights after epochs %s: training again", missing)
+        else:
+            log.info("training; the weights after epochs %s are kept as cache entries", missing)
         reuse = resume = False
     hit = cache.get(spec) if reuse else None
     if hit is not None:
@@ -165,7 +169,11 @@ def _train_or_reuse(
     if ckpt_path:
         log.info("resuming interrupted training from %s", ckpt_path)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=ctx.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    with warnings.catch_warnings():
+        # The cache folder is shared by every entry (and their locks); "no validation set" is a recipe choice.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        warnings.filterwarnings("ignore", message=r"Total length of .* across ranks is zero")
+        trainer.fit(module, datamodule=ctx.datamodule, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - start
     result = TrainingResult(key, None, cached=False, seconds=seconds, rank_zero=trainer.is_global_zero)
     if not trainer.is_global_zero:  # DDP ranks > 0 (subprocess launcher) leave scoring and writing to rank 0
