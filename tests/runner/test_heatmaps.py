@@ -272,3 +272,22 @@ def test_aopc_preset_on_an_image_folder_with_one_model_offline(compose, tmp_path
     aopc = pd.read_csv(results / "aopc.csv")
     assert set(aopc["model"]) == {"squeezenet1_1"} and aopc["step"].max() == 3
     assert len(pd.read_csv(results / "skipped.csv")) == 11
+
+
+@pytest.mark.shared_data
+def test_cifar_aopc_preset_is_the_papers_protocol(compose, shared_models, shared_data) -> None:
+    cfg = compose(["experiment=heatmaps_aopc_cifar", f"dataset.root={shared_data}", "dataset.verify=false",
+                   "dataset.download=false", f"paths.models_dir={shared_models}"])  # fmt: skip
+    assert cfg.method.images == 100 and cfg.method.aopc_steps == 15 and cfg.method.aopc_fill == "uniform"
+    assert cfg.method.aopc_orders == ["morf", "random"] and "lrp_epsilon" in cfg.method.methods
+    assert [m["name"] for m in cfg.method.models] == ["resnet20", "resnet32", "resnet44", "resnet56"]
+    small = compose(["experiment=heatmaps_aopc_cifar", f"dataset.root={shared_data}", "dataset.verify=false",
+                     "dataset.download=false", f"paths.models_dir={shared_models}", "method.images=2",
+                     "method.aopc_steps=2", "method.methods=[gradient_x_input,lrp_epsilon]",
+                     "method.models=[{name: resnet20, trained: akamaster}]", "trainer.enable_progress_bar=false"])
+    run(small)
+    results = Path(small.paths.output_dir) / "results"
+    sparsity = pd.read_csv(results / "sparsity.csv")
+    # signed methods measured on their magnitude: concentrated maps, not half the image above half the maximum
+    assert (sparsity["gini"] > 0.3).all() and (sparsity["area_above_half_max"] < 0.2).all()
+    assert set(pd.read_csv(results / "aopc.csv")["order"]) == {"morf", "random"}
