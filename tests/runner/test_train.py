@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from explainlab.cli import run
-from explainlab.errors import CheckpointError
 from explainlab.runner.checkpoint_cache import CheckpointCache
 
 FAST = [

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from explainlab.errors import CheckpointError, NonFiniteModelError
+from explainlab.errors import NonFiniteModelError
 from explainlab.results.cache import EntryRejected, EntryStore, check_described, describe
 
 # 2: entries carry tensor descriptions; the model is built from its own seeded generator
