@@ -4,7 +4,8 @@ augmentation and device, one run.
 The runner is what `explainlab method=train` builds (`runner.train.build_module` and the configured
 `pl.Trainer`, with its CSV logger and, with --progress, its progress bar); the plain loop is the
 shortest correct loop a user would write: the same DataLoader, batched crop+flip, SGD step, no
-logging. Both start from the same seed and initial weights. Epoch times exclude the first epoch
+logging, in the runner's memory layout and deterministic mode (`trainer.deterministic`), so both do
+the same arithmetic. Both start from the same seed and initial weights. Epoch times exclude the first epoch
 (warm-up); both are measured --rounds times interleaved and the fastest epoch of each is kept (the
 machine may be shared). Prints one markdown row per loop and the ratio.
 
@@ -65,11 +66,19 @@ def context(args: argparse.Namespace, out: str) -> RunContext:
     return RunContext(compose_config(overrides, output_dir=out), output_dir=out)
 
 
+def deterministic_mode(ctx: RunContext) -> None:
+    """The runner's `trainer.deterministic` for the plain loop too (Lightning sets it process-wide and
+    never resets it, so both loops set it before they run)."""
+    setting = ctx.cfg.trainer.get("deterministic")
+    torch.use_deterministic_algorithms(bool(setting), warn_only=setting == "warn")
+
+
 def runner_epochs(args: argparse.Namespace, out: str) -> list[float]:
     ctx = context(args, out)
     pl.seed_everything(0, workers=True)
     timer = EpochTimer()
     trainer = ctx.trainer(callbacks=[timer], enable_checkpointing=False)
+    deterministic_mode(ctx)
     trainer.fit(build_module(ctx), datamodule=ctx.datamodule)
     return timer.seconds
 
@@ -88,6 +97,7 @@ def plain_epochs(args: argparse.Namespace, out: str) -> list[float]:
     model, recipe, data = ctx.model, ctx.cfg.recipe, ctx.datamodule
     channels_last = uses_channels_last(ctx)  # the layout the runner picks, so both do the same arithmetic
     set_memory_format(model, channels_last)
+    deterministic_mode(ctx)  # the same kernels as the runner's (trainer.deterministic)
     data.setup("fit")
     loader = data.train_dataloader()
     optimizer = torch.optim.SGD(
@@ -133,7 +143,9 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, {' '.join(sys.argv)} -->"
     )
     with tempfile.TemporaryDirectory() as out:
-        layout = "channels_last" if uses_channels_last(context(args, out)) else "contiguous"
+        probe = context(args, out)
+        layout = "channels_last" if uses_channels_last(probe) else "contiguous"
+        layout += f", deterministic={probe.cfg.trainer.get('deterministic')}"
     print(f"| loop ({args.model}, {args.images} images/epoch, batch {args.batch}, cpu, {layout}) | s/epoch | x plain |")
     print("| --- | --- | --- |")
     plain = best["plain torch loop"]
