@@ -92,3 +92,11 @@ def test_keys_whose_value_needs_a_hydra_run_are_known() -> None:
     check_override_keys(["dataset=cifar10", "paths.data_dir=/some/where", "model.taps.0=conv1"])
     with pytest.raises(UnknownKeyError, match="nearest known key is dataset.root"):
         check_override_keys(["dataset=cifar10", "dataset.roots=/some/where"])
+
+
+def test_mnist_library_preset_trains_the_papers_network_and_recipe(compose) -> None:
+    """Paper 001 trained the 2018 pytorch/examples network with its default parameters (its code's Nets.py)."""
+    cfg = compose(["experiment=libnet_mnist"])
+    assert cfg.model.name == "lenet_classic" and cfg.recipe.epochs == 10 and cfg.recipe.batch_size == 64
+    assert cfg.recipe.optimizer._target_ == "torch.optim.SGD" and cfg.recipe.optimizer.lr == 0.01
+    assert cfg.recipe.optimizer.momentum == 0.5 and cfg.recipe.scheduler is None
