@@ -72,7 +72,7 @@ class HeatmapStudy(HeatmapOptions):
 
     def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """method -> heat maps (N, H, W) in [0, 1] (`to_heatmap`), on the CPU."""
-        return {m: to_heatmap(a, m).cpu() for m, a in self._attributions(model, x, target).items()}
+        return _per_method(to_heatmap, self._attributions(model, x, target))
 
     def _compare_options(self) -> dict[str, Any]:
         """`sanity.compare_maps`' options from the study's ssim and hog_cell."""
@@ -125,9 +125,9 @@ class HeatmapStudy(HeatmapOptions):
                 predicted = model(x).argmax(1)
             target = predicted if self.target == "predicted" else torch.full_like(predicted, int(self.target))
             attributions = self._attributions(model, x, target)
-            maps[name] = {m: to_heatmap(a, m).cpu() for m, a in attributions.items()}
+            maps[name] = _per_method(to_heatmap, attributions)
             if self.sparsity:
-                magnitudes[name] = {m: to_magnitude(a, m).cpu() for m, a in attributions.items()}
+                magnitudes[name] = _per_method(to_magnitude, attributions)
             del attributions
             log.info("%s: maps of %d methods x %d images in %.1f s", name, len(self.methods), len(x),
                      time.perf_counter() - stage_start)  # fmt: skip
@@ -218,6 +218,11 @@ class HeatmapStudy(HeatmapOptions):
         headline["time"] = f"{seconds:.1f} s"
         ctx.recorder.summary(f"explainlab heatmaps: {len(names)} models x {len(self.methods)} methods", headline)
         return metrics
+
+
+def _per_method(reduce: Any, attributions: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """method -> reduce(attributions, method) on the CPU (`to_heatmap` or `to_magnitude`)."""
+    return {m: reduce(a, m).cpu() for m, a in attributions.items()}
 
 
 def _first_columns(table: pd.DataFrame, *first: str) -> pd.DataFrame:

@@ -216,5 +216,4 @@ def to_magnitude(attributions: torch.Tensor, method: str) -> torch.Tensor:
     attribution stays 0 whatever the sign of the rest (what a sparsity measure must read; `to_heatmap`
     puts a signed map's zero mid-scale). An all-zero map stays 0."""
     maps = _reduce_channels(attributions, method).abs()
-    peak = maps.flatten(1).amax(1).clamp_min(1e-12)
-    return (maps / peak.view(-1, *([1] * (maps.dim() - 1)))).detach()
+    return (maps / maps.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)).detach()
