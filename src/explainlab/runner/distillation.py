@@ -24,6 +24,9 @@ class DistillModule(ClassifierModule):
     alone. The teacher is frozen and kept in eval mode; the student's layer must give its shape.
     """
 
+    #: The frozen teacher is in eval mode on purpose (read by the training service).
+    keeps_eval_submodules = True
+
     def __init__(self, student: nn.Module, teacher: nn.Module, layer: str, optimizer: Callable[..., Any],
                  scheduler: Callable[..., Any] | None = None, *, mimic_weight: float = 1.0, ce_weight: float = 1.0,
                  kd_weight: float = 0.0, temperature: float = 4.0, pool: bool = False,

@@ -173,6 +173,8 @@ def _train_or_reuse(
         # The cache folder is shared by every entry (and their locks); "no validation set" is a recipe choice.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         warnings.filterwarnings("ignore", message=r"Total length of .* across ranks is zero")
+        if getattr(module, "keeps_eval_submodules", False):  # e.g. a distillation's frozen teacher
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
         trainer.fit(module, datamodule=ctx.datamodule, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - start
     result = TrainingResult(key, None, cached=False, seconds=seconds, rank_zero=trainer.is_global_zero)
