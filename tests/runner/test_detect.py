@@ -26,9 +26,13 @@ STUDY = [
 ]
 
 
-def test_detect_study_writes_the_table_figures_and_reuses_attacks(compose, tmp_path: Path) -> None:
-    cfg = compose(STUDY, tmp_path / "first")
+def test_detect_study_writes_the_table_figures_and_reuses_attacks(compose, tmp_path: Path, capfd) -> None:
+    cfg = compose([o if o != "progress=false" else "progress=true" for o in STUDY], tmp_path / "first")
     metrics = run(cfg)
+    # Every long loop shows a bar, the CPL patterns of the training split included.
+    shown = capfd.readouterr().err
+    for bar in ("activations (train)", "library construction"):
+        assert bar in shown, bar
     out = Path(cfg.paths.output_dir)
     table = pd.read_csv(out / "results" / "detection.csv")
     columns = "scenario detector protocol threshold_set eps filtered attack_success_rate robust_accuracy auroc aupr"

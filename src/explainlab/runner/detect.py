@@ -27,6 +27,7 @@ from explainlab.methods.library.fitting import threshold_sets
 from explainlab.models.layers import resolve_layers
 from explainlab.models.loading import fingerprint
 from explainlab.results import detection_figures
+from explainlab.runner.distributed import Workers
 from explainlab.runner.context import RunContext
 from explainlab.runner.attacked import AttackCache, attacked_images
 from explainlab.runner.detection_inputs import OUTLIER_SETS, cached_pooled_split, detector_inputs, outlier_images
@@ -140,6 +141,7 @@ class DetectionStudy:
             haps = cached_split_features(
                 model, train_split, self.layers, spec={**spec, "split": "train"}, cache=cache, batch_size=batch,
                 device=device, dtype=storage[1], factored=storage[0],
+                map_units=Workers(progress=self.progress).mapper("activations (train)"),
             )  # fmt: skip
             haps.update({k: FactoredHAPs(haps[k]) for k in storage[0]})
             started = time.perf_counter()
