@@ -37,7 +37,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", refuse)
 
 
-def test_study_offline_profiles_what_it_has_and_lists_what_it_skipped(compose, offline) -> None:
+def test_study_offline_profiles_what_it_has_and_lists_what_it_skipped(compose, offline, capsys) -> None:
     cfg = compose(
         [
             *STUDY,
@@ -47,6 +47,8 @@ def test_study_offline_profiles_what_it_has_and_lists_what_it_skipped(compose, o
     )
     metrics = run(cfg)
     out = Path(cfg.paths.output_dir)
+    # The summary reads E(M) against what the untrained seeds alone differ by.
+    assert "untrained seeds differ by" in capsys.readouterr().out
     table = pd.read_csv(out / "results" / "chirality.csv")
     assert COLUMNS <= set(table.columns)
     profiles = table.groupby(["model", "weights", "init", "seed"]).size()

@@ -169,7 +169,7 @@ class ChiralityStudy:
         headline: dict[str, Any] = {
             "models": ", ".join(dict.fromkeys(table["model"])),
             "profiles": metrics["profiles"],
-            **{f"E(M) {row.model}": float(row.E_M) for row in total.itertuples()},
+            **{f"E(M) {row.model}": _e_m_line(row) for row in total.itertuples()},
         }
         if self.fingerprint:
             labels = {"trained_by_deviation": "trained? (deviation rule)", "trained_by_1nn": "trained? (1-NN, LOMO)",
@@ -182,3 +182,9 @@ class ChiralityStudy:
         headline["time"] = f"{metrics['seconds']:.1f} s"
         rec.summary(f"explainlab chirality: {len(table['model'].unique())} models", headline)
         return metrics
+
+
+def _e_m_line(row: Any) -> str:
+    """E(M) beside what the untrained seeds alone differ by (0 would mean training left S unchanged)."""
+    spread = "one seed" if pd.isna(row.untrained_spread) else f"untrained seeds differ by {row.untrained_spread:.3f}"
+    return f"{row.E_M:.3f} over {row.layers} layers ({spread}; 0 = training left S unchanged)"

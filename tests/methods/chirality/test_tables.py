@@ -20,7 +20,10 @@ def test_residuals_of_a_planted_table() -> None:
     rows.append({**rows[1], "init": "normal", "similarity": 0.0})  # other initialisations are not in E
     per_layer, total = residual_tables(pd.DataFrame(rows))
     assert per_layer.set_index("layer")["E"].to_dict() == pytest.approx({"a": 0.3, "b": 0.2})
-    assert total.to_dict("records") == [{"model": "m", "E_M": pytest.approx(0.3), "layers": 1}]
+    # Yardstick: the untrained seeds' std of S (0.5, 0.7 -> 0.1414) over the analysed layers.
+    assert total.to_dict("records") == [
+        {"model": "m", "E_M": pytest.approx(0.3), "layers": 1, "untrained_spread": pytest.approx(2**0.5 / 10)}
+    ]
 
 
 def test_profile_table_columns_and_keys() -> None:

@@ -37,7 +37,9 @@ def profile_table(
 
 def residual_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """E(L) = |mean_seed S_untrained(L) − S_trained(L)| (default init) per layer, and E(M) summed over
-    the analysed layers, for every model of `table` (`profile_table` rows) that has both profiles."""
+    the analysed layers, for every model of `table` (`profile_table` rows) that has both profiles.
+    E(M)'s yardstick `untrained_spread` = Σ_L std over seeds of S_untrained(L) (analysed layers; NaN
+    with one seed): what the initialisation's draw alone moves S by."""
     keys = ["model", "layer", "position", "stage", "analysed"]
     untrained = table[(table["weights"] == "untrained") & (table["init"] == "default")]
     untrained = untrained.groupby(keys, sort=False)["similarity"].agg(["mean", "std"]).reset_index()
@@ -48,7 +50,8 @@ def residual_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     total = (
         merged[merged["analysed"]]
         .groupby("model", sort=False)
-        .agg(E_M=("E", "sum"), layers=("E", "size"))
+        .agg(E_M=("E", "sum"), layers=("E", "size"),
+             untrained_spread=("similarity_untrained_std", lambda sd: sd.sum(min_count=len(sd))))
         .reset_index()
     )
     return merged, total
