@@ -261,6 +261,12 @@ def test_compile_is_validated_and_kept_by_with_eps() -> None:
     assert LinfPGD(compile=True).with_eps(0.2).compile
 
 
+@pytest.mark.parametrize(("eps_list", "match"), [([], "non-empty"), ([0.1, 1.5], "attack.eps_list")])
+def test_the_attack_refuses_an_empty_or_out_of_range_eps_list_itself(eps_list: list, match: str) -> None:
+    with pytest.raises(ConfigValueError, match=match):  # notebooks get the same refusal as the command line
+        LinfPGD(eps_list=eps_list)
+
+
 @pytest.mark.slow  # compiling takes ~20 s even for this small net on the 2-core CPU
 def test_compiled_attack_equals_the_eager_one_up_to_rounding() -> None:
     model = _small_cnn().float()

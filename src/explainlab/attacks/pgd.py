@@ -120,6 +120,8 @@ class LinfPGD:
                 "call, so it would be compiled again every time)"
             )  # fmt: skip
         self.compile = compile
+        if eps_list is not None and len(eps_list) == 0:
+            raise ConfigValueError("attack.eps_list", [], "a non-empty list of radii in [0, 1] (or null: [attack.eps])")
         self.eps_list = [float(e) for e in (eps_list if eps_list is not None else [eps])]
         for e in self.eps_list:
             check_float("attack.eps_list", e, low=0.0, high=1.0)

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from explainlab.data.base import ImageDataModule
-from explainlab.errors import ConfigValueError, check_float, check_int
+from explainlab.errors import ConfigValueError, check_int
 from explainlab.models.pixel_space import PixelSpaceModel
 from explainlab.results.dashboards import open_loggers
 from explainlab.results.recorder import RunRecorder
@@ -123,11 +123,6 @@ def validate_config(cfg: DictConfig) -> None:
         check_int("trainer.max_steps", trainer.get("max_steps"), minimum=0)
     _check_channels(cfg)
     attack = cfg.get("attack")
-    if attack is not None and "eps_list" in attack and attack.eps_list is not None:
-        if len(attack.eps_list) == 0:
-            raise ConfigValueError("attack.eps_list", [], "a non-empty list of radii in [0, 1] (or null: [attack.eps])")
-        for eps in attack.eps_list:
-            check_float("attack.eps_list", eps, low=0.0, high=1.0)
     if attack is not None and "_target_" in attack:
         try:  # the attack checks its own settings (backend, fold_bn, compile, ...) when built
             instantiate(attack)
