@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -22,10 +23,16 @@ FAST = [
 ]
 
 
-def test_train_smoke_on_synthetic_writes_the_run_directory(compose, tmp_path: Path) -> None:
+def test_train_smoke_on_synthetic_writes_the_run_directory(compose, tmp_path: Path, caplog) -> None:
     cfg = compose(FAST)
-    result = run(cfg)
+    with caplog.at_level(logging.INFO, logger="explainlab.runner.training"):
+        result = run(cfg)
     out = Path(cfg.paths.output_dir)
+    # No live bar to watch (a pipe here, like a batch job): one line per epoch with its metrics and time left.
+    epoch_lines = [r.getMessage() for r in caplog.records if ": epoch " in r.getMessage()]
+    assert [line.split(" in ")[0] for line in epoch_lines] == ["training: epoch 1/2", "training: epoch 2/2"]
+    assert "train/loss" in epoch_lines[0] and "s/step" in epoch_lines[0] and "left" in epoch_lines[0]
+    assert "left" not in epoch_lines[1]
     assert result["test/acc"] > 0.5 and not result["cached"]
     epochs = pd.read_csv(out / "results" / "epochs.csv")
     assert list(epochs["epoch"]) == [0, 1] and {"train/loss", "val/acc"} <= set(epochs.columns)

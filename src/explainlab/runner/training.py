@@ -5,6 +5,7 @@ snapshots after chosen epochs, and write the training tables (`method=train` is 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -69,6 +70,43 @@ class EpochSnapshots(pl.Callback):
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs and trainer.is_global_zero:
             self.cache.put(snapshot_spec(self.spec, epoch), self.model.net.state_dict(), {"epoch": epoch})
+
+
+class EpochLog(pl.Callback):
+    """One log line per finished training epoch (its time, the epoch's metrics, the time left), for
+    runs whose progress bar nobody sees live: batch jobs (SLURM, nohup, a pipe) and progress=false.
+    The line also goes to the run's log file."""
+
+    def __init__(self, what: str = "training") -> None:
+        self.what, self.seconds = what, []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.seconds.append(time.perf_counter() - self._start)
+        done, total = trainer.current_epoch + 1, trainer.max_epochs
+        steps = trainer.num_training_batches
+        shown = {k.removesuffix("_epoch"): float(v) for k, v in trainer.callback_metrics.items()
+                 if k.endswith("_epoch") or k in ("train/acc", "val/loss", "val/acc")}  # fmt: skip
+        numbers = ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items()))
+        left = sum(self.seconds) / len(self.seconds) * (total - done) if total and total > 0 else None
+        per_step = f" ({self.seconds[-1] / steps:.2f} s/step)" if isinstance(steps, int) and steps > 0 else ""
+        log.info("%s: epoch %d/%s in %s%s%s%s", self.what, done, total if total and total > 0 else "?",
+                 _duration(self.seconds[-1]), per_step, f"; {numbers}" if numbers else "",
+                 f"; about {_duration(left)} left" if left else "")  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    """'2 h 05 min', '6 min 31 s' or '4.2 s'."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.1f} s"
 
 
 def snapshot_spec(spec: dict[str, Any], epoch: int) -> dict[str, Any]:
@@ -162,6 +200,8 @@ def _train_or_reuse(
         enable_version_counter=False,
     )
     callbacks: list[pl.Callback] = [last]
+    if not (ctx.cfg.get("progress", True) and sys.stderr.isatty()):  # no live bar to watch
+        callbacks.append(EpochLog())
     if snapshot_epochs:
         callbacks.append(EpochSnapshots(cache, spec, snapshot_epochs, model))
     trainer = ctx.trainer(callbacks=callbacks)
