@@ -59,6 +59,8 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert f"run directory: {run}" in (run / "quickstart.log").read_text()
     assert (proc.stdout + proc.stderr).count("Seed set to 0") == 1
     assert "AUROC eps=0.3, best of 5 θ-sets: " in proc.stdout and "chance 0.5" in proc.stdout
+    # No live bar in a pipe: one line per training epoch instead; no "try installing litlogger" adverts.
+    assert "training: epoch 1/" in proc.stderr + proc.stdout and "💡" not in proc.stdout + proc.stderr
     # The second run reuses the cached checkpoint instead of retraining, with identical numbers.
     shutil.rmtree(tmp_path / "outputs")
     again = explainlab("experiment=quickstart", "progress=false", cwd=tmp_path)

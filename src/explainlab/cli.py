@@ -39,6 +39,13 @@ EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, what shells and batch systems ex
 _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "PL_GLOBAL_SEED")
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger / litmodels" lines (one per trainer)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
 def quiet_library_logs() -> None:
     """Route Lightning's messages through Hydra's handlers once (not twice), drop known noise.
 
@@ -53,6 +60,9 @@ def quiet_library_logs() -> None:
             logger = logging.getLogger(name)
             logger.handlers.clear()
             logger.propagate = True
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoAdverts())
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
