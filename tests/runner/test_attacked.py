@@ -98,6 +98,13 @@ def _inside(*procs: subprocess.Popen) -> None:
     time.sleep(0.5)
 
 
+def _finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """(stdout, stderr) after the process ends, read through the same buffered pipes `_inside` read
+    from: `communicate()` reads the raw pipe and would miss lines `readline()` already buffered."""
+    proc.wait(timeout=timeout)  # the outputs are a few lines: no pipe fills up
+    return proc.stdout.read(), proc.stderr.read()
+
+
 def test_parallel_jobs_attack_once_and_ddp_ranks_above_zero_never_wait(tmp_path: Path) -> None:
     release = tmp_path / "release"
     first = _attack_in(tmp_path, release)
@@ -105,13 +112,13 @@ def test_parallel_jobs_attack_once_and_ddp_ranks_above_zero_never_wait(tmp_path:
     second = _attack_in(tmp_path, release)  # a parallel job of the same spec
     worker = _attack_in(tmp_path, tmp_path, LOCAL_RANK="1")  # a worker process of a DDP launch, not held back
     _inside(second, worker)
-    out, err = worker.communicate(timeout=120)
+    out, err = _finish(worker)
     assert worker.returncode == 0, err
     assert out.splitlines()[-1].startswith("attacked")  # it did not wait for the lock the first holds ...
     assert first.poll() is None and second.poll() is None  # ... which the second waits for
     assert not list((tmp_path / "attacks").glob("*.pt"))  # and wrote nothing
     release.touch()
-    outs = [p.communicate(timeout=120) for p in (first, second)]
+    outs = [_finish(p) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], [err for _, err in outs]
     lines = [out.splitlines()[-1].split() for out, _ in outs]
     assert [line[0] for line in lines] == ["attacked", "hit"] and lines[0][1] == lines[1][1]  # the same images
