@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -85,10 +86,23 @@ print("hit" if hit else "attacked", float(adv.sum()), flush=True)
 """
 
 
-def _attack_in(tmp_path: Path, release: Path, **env: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
-    return subprocess.Popen([sys.executable, "-c", _ATTACK, str(tmp_path), str(release)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+@pytest.fixture
+def attack_in() -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts `_ATTACK` in a subprocess; whatever still runs when the test ends (a failed assert
+    leaves held processes waiting for their release file) is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(tmp_path: Path, release: Path, **env: str) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+        started.append(subprocess.Popen([sys.executable, "-c", _ATTACK, str(tmp_path), str(release)], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _inside(*procs: subprocess.Popen) -> None:
@@ -105,12 +119,12 @@ def _finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
     return proc.stdout.read(), proc.stderr.read()
 
 
-def test_parallel_jobs_attack_once_and_ddp_ranks_above_zero_never_wait(tmp_path: Path) -> None:
+def test_parallel_jobs_attack_once_and_ddp_ranks_above_zero_never_wait(tmp_path: Path, attack_in) -> None:
     release = tmp_path / "release"
-    first = _attack_in(tmp_path, release)
+    first = attack_in(tmp_path, release)
     _inside(first)  # holds the key's lock, its attack held back until `release` exists
-    second = _attack_in(tmp_path, release)  # a parallel job of the same spec
-    worker = _attack_in(tmp_path, tmp_path, LOCAL_RANK="1")  # a worker process of a DDP launch, not held back
+    second = attack_in(tmp_path, release)  # a parallel job of the same spec
+    worker = attack_in(tmp_path, tmp_path, LOCAL_RANK="1")  # a worker process of a DDP launch, not held back
     _inside(second, worker)
     out, err = _finish(worker)
     assert worker.returncode == 0, err
