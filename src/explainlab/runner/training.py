@@ -77,8 +77,8 @@ class EpochLog(pl.Callback):
     runs whose progress bar nobody sees live: batch jobs (SLURM, nohup, a pipe) and progress=false.
     The line also goes to the run's log file."""
 
-    def __init__(self, what: str = "training") -> None:
-        self.what, self.seconds = what, []
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
         self._start = 0.0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -95,7 +95,7 @@ class EpochLog(pl.Callback):
         numbers = ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items()))
         left = sum(self.seconds) / len(self.seconds) * (total - done) if total and total > 0 else None
         per_step = f" ({self.seconds[-1] / steps:.2f} s/step)" if isinstance(steps, int) and steps > 0 else ""
-        log.info("%s: epoch %d/%s in %s%s%s%s", self.what, done, total if total and total > 0 else "?",
+        log.info("training: epoch %d/%s in %s%s%s%s", done, total if total and total > 0 else "?",
                  _duration(self.seconds[-1]), per_step, f"; {numbers}" if numbers else "",
                  f"; about {_duration(left)} left" if left else "")  # fmt: skip
 
