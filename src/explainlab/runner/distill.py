@@ -149,7 +149,9 @@ class DistillStudy:
         if kp is not None:
             found_teacher = analyse_model(kp, teacher, batches, name="teacher", seed=cfg.seed, device=device)
             point_rows += [{"student": "teacher", **r} for r in found_teacher.points]
-        for who in self.students:
+        for number, who in enumerate(self.students, 1):
+            log.info("student %d/%d: %s, mimicking the teacher's %s", number, len(self.students), who.name,
+                     who.mimicked)  # fmt: skip
             student, initial, result = self._student(ctx, teacher, who)
             if not result.rank_zero:
                 continue
