@@ -5,6 +5,7 @@ snapshots after chosen epochs, and write the training tables (`method=train` is 
 from __future__ import annotations
 
 import logging
+import statistics
 import sys
 import time
 import warnings
@@ -93,7 +94,8 @@ class EpochLog(pl.Callback):
         shown = {k.removesuffix("_epoch"): float(v) for k, v in trainer.callback_metrics.items()
                  if k.endswith("_epoch") or k in ("train/acc", "val/loss", "val/acc")}  # fmt: skip
         numbers = ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items()))
-        left = sum(self.seconds) / len(self.seconds) * (total - done) if total and total > 0 else None
+        # The median epoch: one slow epoch (warm-up, a busy machine) does not inflate the estimate.
+        left = statistics.median(self.seconds) * (total - done) if total and total > 0 else None
         per_step = f" ({self.seconds[-1] / steps:.2f} s/step)" if isinstance(steps, int) and steps > 0 else ""
         log.info("training: epoch %d/%s in %s%s%s%s", done, total if total and total > 0 else "?",
                  _duration(self.seconds[-1]), per_step, f"; {numbers}" if numbers else "",
