@@ -198,7 +198,8 @@ def test_cifar_distillation_preset_is_the_papers_setup(compose) -> None:
     assert cfg.model.name == "resnet44" and cfg.model.pretrained == "akamaster"
     assert cfg.method.student == "resnet20" and list(cfg.method.layers) == ["layer3"]
     assert list(cfg.method.pooled_layers) == ["layer3"] and cfg.method.detach_downstream
-    assert cfg.method.min_test_acc == 0.8 and cfg.recipe.epochs == 30
+    assert cfg.method.min_test_acc == 0.8 and cfg.recipe.epochs == 15
+    assert list(cfg.recipe.scheduler.milestones) == [8, 12]
     study = DistillStudy(**{k: v for k, v in cfg.method.items() if k != "_target_"})
     assert [(s.name, s.pool) for s in study.students] == [("layer3", False), ("layer3_pooled", True)]
     assert study.kp is not None and study.kp.kappa_tilde == 1000.0 and study.kp.alpha == 1.0
