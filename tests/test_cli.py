@@ -61,6 +61,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert "AUROC eps=0.3, best of 5 θ-sets: " in proc.stdout and "chance 0.5" in proc.stdout
     # No live bar in a pipe: one line per training epoch instead; no "try installing litlogger" adverts.
     assert "training: epoch 1/" in proc.stderr + proc.stdout and "💡" not in proc.stdout + proc.stderr
+    assert "Epoch 0" not in proc.stdout + proc.stderr  # nor the bar's last frame (its epochs count from 0)
     # The second run reuses the cached checkpoint instead of retraining, with identical numbers.
     shutil.rmtree(tmp_path / "outputs")
     again = explainlab("experiment=quickstart", "progress=false", cwd=tmp_path)

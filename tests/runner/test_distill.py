@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -34,13 +35,16 @@ STUDY = [
 ]
 
 
-def test_student_gets_closer_to_the_teacher_at_the_mimicked_layer(compose, caplog) -> None:
+def test_student_gets_closer_to_the_teacher_at_the_mimicked_layer(compose, caplog, capsys) -> None:
     cfg = compose(STUDY)
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="explainlab.runner"):
         warnings.simplefilter("always")
         metrics = run(cfg)
     # The log says which student trains before its epoch lines.
     assert "student 1/1: conv2, mimicking the teacher's conv2 after ReLU" in caplog.text
+    assert re.search(r"trained in .*: test accuracy [01]\.\d{4}, test loss", caplog.text)
+    # The summary shows the student's accuracy like the teacher's (three decimals), not a raw float.
+    assert re.search(r"student conv2 test accuracy: [01]\.\d{3}(\s|$)", capsys.readouterr().out)
     # The teacher is in eval mode on purpose: Lightning's notice about it does not reach the user.
     assert not [str(w.message) for w in caught if "in eval mode" in str(w.message)]
     out = Path(cfg.paths.output_dir)

@@ -13,6 +13,7 @@ import torch
 
 from explainlab.cli import run
 from explainlab.runner.checkpoint_cache import CheckpointCache
+from explainlab.runner.context import RunContext
 
 FAST = [
     "dataset=synthetic",
@@ -39,6 +40,21 @@ def test_train_smoke_on_synthetic_writes_the_run_directory(compose, tmp_path: Pa
     assert json.loads((out / "metrics.json").read_text())["test/acc"] == result["test/acc"]
     assert (out / "figures" / "training_curves.png").stat().st_size > 1000
     assert "seed: 0" in (out / "config.yaml").read_text()
+
+
+def test_no_progress_bar_where_the_epoch_lines_replace_it(compose, monkeypatch) -> None:
+    """progress=true (the default) but stderr is no terminal (a batch job, nohup, a pipe; pytest here):
+    the per-epoch lines replace the bar, so the bar's last frame never lands in the log."""
+    trainers = []
+    build = RunContext.trainer
+
+    def spy(self, *args, **kwargs):
+        trainers.append(build(self, *args, **kwargs))
+        return trainers[-1]
+
+    monkeypatch.setattr(RunContext, "trainer", spy)
+    run(compose([o for o in FAST if not o.startswith("trainer.enable_progress_bar")]))
+    assert trainers and all(t.progress_bar_callback is None for t in trainers)
 
 
 def test_reruns_give_identical_numbers(compose, tmp_path: Path) -> None:

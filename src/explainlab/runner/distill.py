@@ -159,7 +159,7 @@ class DistillStudy:
             reached = acc is not None and acc >= self.min_test_acc
             if not reached:
                 log.warning("STUDENT %s REACHED ONLY %s TEST ACCURACY (< method.min_test_acc=%s): its analysis is "
-                            "not that of a trained student; train longer (recipe.epochs)", who.name, acc,
+                            "not that of a trained student; train longer (recipe.epochs)", who.name, _accuracy(acc),
                             self.min_test_acc)  # fmt: skip
             student_rows.append({"student": who.name, "mimicked_layer": who.mimicked, "epochs": cfg.recipe.epochs,
                                  "test_acc": acc, "reached": reached, "seconds": result.seconds,
@@ -214,7 +214,7 @@ class DistillStudy:
         for row in student_rows[1:]:
             below = f"  BELOW method.min_test_acc={self.min_test_acc}: not a trained student"
             warning = "" if row["reached"] else below
-            headline[f"student {row['student']} test accuracy"] = f"{row['test_acc']}{warning}"
+            headline[f"student {row['student']} test accuracy"] = f"{_accuracy(row['test_acc'])}{warning}"
         for row in trained.itertuples():
             headline[f"1 − cos {row.student} → teacher at {row.layer}"] = row.orientation_diff
         if claims is not None:
@@ -224,6 +224,11 @@ class DistillStudy:
         headline["time"] = f"{metrics['seconds']:.1f} s"
         rec.summary(f"explainlab distill: {cfg.model.name}", headline)
         return metrics
+
+
+def _accuracy(acc: float | None) -> str:
+    """A test accuracy as the summary shows it: three decimals, like the teacher's."""
+    return "unknown" if acc is None else f"{acc:.3f}"
 
 
 def _analysis(options: Mapping[str, Any]) -> KnowledgePointAnalysis:

@@ -202,11 +202,14 @@ def _train_or_reuse(
         enable_version_counter=False,
     )
     callbacks: list[pl.Callback] = [last]
-    if not (ctx.cfg.get("progress", True) and sys.stderr.isatty()):  # no live bar to watch
+    bar: dict[str, bool] = {}
+    if not (ctx.cfg.get("progress", True) and sys.stderr.isatty()):
+        # No live bar to watch (batch job, nohup, pipe): a line per epoch instead of the bar's last frame.
         callbacks.append(EpochLog())
+        bar["enable_progress_bar"] = False
     if snapshot_epochs:
         callbacks.append(EpochSnapshots(cache, spec, snapshot_epochs, model))
-    trainer = ctx.trainer(callbacks=callbacks)
+    trainer = ctx.trainer(callbacks=callbacks, **bar)
     ckpt_path = str(partial) if resume and cache.check_partial(spec) else None
     if ckpt_path:
         log.info("resuming interrupted training from %s", ckpt_path)
@@ -224,6 +227,7 @@ def _train_or_reuse(
         return result
     tested, _, _ = score(model, ctx.datamodule.loader("test"), eval_device(ctx.cfg.trainer.get("accelerator")))
     result.metrics = {"test/acc": tested["acc"], "test/loss": tested["loss"]}
+    log.info("trained in %s: test accuracy %.4f, test loss %.4f", _duration(seconds), tested["acc"], tested["loss"])
     try:
         result.cache_path = str(cache.put(spec, model.net.state_dict(), result.metrics))
     except NonFiniteModelError:
