@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from explainlab.cli import run
 from explainlab.runner.checkpoint_cache import CheckpointCache
 from explainlab.runner.context import RunContext
+from explainlab.runner.training import bar_watched
 
 FAST = [
     "dataset=synthetic",
@@ -42,9 +46,30 @@ def test_train_smoke_on_synthetic_writes_the_run_directory(compose, tmp_path: Pa
     assert "seed: 0" in (out / "config.yaml").read_text()
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("progress", "trainer_bar", "terminal", "watched"),
+    [(True, True, True, True), (True, True, False, False), (False, True, True, False), (True, False, True, False)],
+)
+def test_the_bar_is_watched_only_on_a_terminal_with_both_switches_on(
+    monkeypatch, progress: bool, trainer_bar: bool, terminal: bool, watched: bool
+) -> None:
+    """Lightning draws its bar on stdout: stdout decides (stderr may go to a terminal while stdout
+    goes to a file), and `trainer.enable_progress_bar=false` alone also brings the epoch lines."""
+    monkeypatch.setattr(sys, "stdout", _Terminal() if terminal else io.StringIO())
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    cfg = OmegaConf.create({"progress": progress, "trainer": {"enable_progress_bar": trainer_bar}})
+    assert bar_watched(cfg) is watched
+
+
 def test_no_progress_bar_where_the_epoch_lines_replace_it(compose, monkeypatch) -> None:
-    """progress=true (the default) but stderr is no terminal (a batch job, nohup, a pipe; pytest here):
-    the per-epoch lines replace the bar, so the bar's last frame never lands in the log."""
+    """progress=true (the default) but stdout is no terminal (a batch job, nohup, a file or pipe): the
+    per-epoch lines replace the bar, so the bar's last frame never lands in the log."""
     trainers = []
     build = RunContext.trainer
 
@@ -53,6 +78,7 @@ def test_no_progress_bar_where_the_epoch_lines_replace_it(compose, monkeypatch) 
         return trainers[-1]
 
     monkeypatch.setattr(RunContext, "trainer", spy)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # also under `pytest -s` from a terminal
     run(compose([o for o in FAST if not o.startswith("trainer.enable_progress_bar")]))
     assert trainers and all(t.progress_bar_callback is None for t in trainers)
 
@@ -100,7 +126,7 @@ def test_cache_entry_is_checked_against_its_key(compose, tmp_path: Path) -> None
     ],
     ids=["small_cnn", "mnist_cnn with dropout"],
 )
-def test_interrupted_training_resumes(compose, tmp_path: Path, model: list[str]) -> None:
+def test_interrupted_training_resumes(compose, tmp_path: Path, model: list[str], caplog) -> None:
     """A run stopped after epoch 1 of 3 continues from there and ends where an uninterrupted run does."""
     base = [o for o in FAST if not o.startswith("model=")] + model
     hard = ["dataset.noise=0.8", "recipe.epochs=3", "method.reuse=false"]  # a loss far from 0, to compare
@@ -108,7 +134,6 @@ def test_interrupted_training_resumes(compose, tmp_path: Path, model: list[str])
     # reuse=false: the full run above has put its result in the cache.
     cfg = compose(base + hard, tmp_path / "cut")
     from explainlab.runner import training as train_mod
-    from explainlab.runner.context import RunContext
 
     class Stop(Exception):
         pass
@@ -128,7 +153,9 @@ def test_interrupted_training_resumes(compose, tmp_path: Path, model: list[str])
         train_mod.ClassifierModule.on_train_epoch_end = original
     partial = CheckpointCache(cfg.paths.cache_dir).partial_path(RunContext(cfg).training_spec())
     assert partial.is_file()
-    resumed = run(compose(base + hard, tmp_path / "resumed"))
+    with caplog.at_level(logging.INFO, logger="explainlab.runner.training"):
+        resumed = run(compose(base + hard, tmp_path / "resumed"))
+    assert "trained in" in caplog.text and "(this run's part, after resuming)" in caplog.text
     assert not partial.exists()
     assert resumed["test/acc"] == full["test/acc"] and resumed["test/loss"] == pytest.approx(
         full["test/loss"], rel=1e-6

@@ -77,7 +77,7 @@ def distill_points(table: pd.DataFrame) -> plt.Figure:
         pivot.plot.bar(ax=ax, rot=0)
         ax.set_title("knowledge points" if column == "n_points" else "reliable knowledge points")
         ax.grid(alpha=0.3, axis="y")
-        ax.set_ylim(0, float(np.nanmax(pivot.to_numpy())) * 1.25)  # headroom: the legend covers no bar
+        ax.set_ylim(0, max(float(np.nanmax(pivot.to_numpy())), 1.0) * 1.25)  # headroom: the legend covers no bar
         ax.legend(fontsize=7, ncol=pivot.shape[1], loc="upper left")
     fig.tight_layout()
     return fig

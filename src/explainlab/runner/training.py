@@ -102,6 +102,14 @@ class EpochLog(pl.Callback):
                  f"; about {_duration(left)} left" if left else "")  # fmt: skip
 
 
+def bar_watched(cfg: Any) -> bool:
+    """Whether someone watches training's progress bar live: `progress` and the trainer's bar are on and
+    stdout, where Lightning draws it, is a terminal or a notebook."""
+    if not (cfg.get("progress", True) and cfg.get("trainer", {}).get("enable_progress_bar", True)):
+        return False
+    return sys.stdout.isatty() or "ipykernel" in sys.modules
+
+
 def _duration(seconds: float) -> str:
     """'2 h 05 min', '6 min 31 s' or '4.2 s'."""
     if seconds >= 3600:
@@ -203,8 +211,9 @@ def _train_or_reuse(
     )
     callbacks: list[pl.Callback] = [last]
     bar: dict[str, bool] = {}
-    if not (ctx.cfg.get("progress", True) and sys.stderr.isatty()):
-        # No live bar to watch (batch job, nohup, pipe): a line per epoch instead of the bar's last frame.
+    if not bar_watched(ctx.cfg):
+        # Nobody watches a bar (batch job, nohup, a file or pipe, progress off): a line per epoch instead,
+        # and no bar, whose last frame would otherwise land in the log.
         callbacks.append(EpochLog())
         bar["enable_progress_bar"] = False
     if snapshot_epochs:
@@ -227,7 +236,8 @@ def _train_or_reuse(
         return result
     tested, _, _ = score(model, ctx.datamodule.loader("test"), eval_device(ctx.cfg.trainer.get("accelerator")))
     result.metrics = {"test/acc": tested["acc"], "test/loss": tested["loss"]}
-    log.info("trained in %s: test accuracy %.4f, test loss %.4f", _duration(seconds), tested["acc"], tested["loss"])
+    log.info("trained in %s%s: test accuracy %.4f, test loss %.4f", _duration(seconds),
+             " (this run's part, after resuming)" if ckpt_path else "", tested["acc"], tested["loss"])  # fmt: skip
     try:
         result.cache_path = str(cache.put(spec, model.net.state_dict(), result.metrics))
     except NonFiniteModelError:
