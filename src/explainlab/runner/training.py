@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from rich.console import Console
 from torch import nn
 
 from explainlab.errors import CheckpointError, NonFiniteModelError
@@ -104,10 +104,12 @@ class EpochLog(pl.Callback):
 
 def bar_watched(cfg: Any) -> bool:
     """Whether someone watches training's progress bar live: `progress` and the trainer's bar are on and
-    stdout, where Lightning draws it, is a terminal or a notebook."""
+    stdout, where Lightning's rich bar draws, is a terminal or a notebook (rich's own detection, as the
+    end-of-run summary uses it)."""
     if not (cfg.get("progress", True) and cfg.get("trainer", {}).get("enable_progress_bar", True)):
         return False
-    return sys.stdout.isatty() or "ipykernel" in sys.modules
+    console = Console()
+    return console.is_terminal or console.is_jupyter
 
 
 def _duration(seconds: float) -> str:
@@ -210,15 +212,14 @@ def _train_or_reuse(
         enable_version_counter=False,
     )
     callbacks: list[pl.Callback] = [last]
-    bar: dict[str, bool] = {}
-    if not bar_watched(ctx.cfg):
+    watched = bar_watched(ctx.cfg)
+    if not watched:
         # Nobody watches a bar (batch job, nohup, a file or pipe, progress off): a line per epoch instead,
         # and no bar, whose last frame would otherwise land in the log.
         callbacks.append(EpochLog())
-        bar["enable_progress_bar"] = False
     if snapshot_epochs:
         callbacks.append(EpochSnapshots(cache, spec, snapshot_epochs, model))
-    trainer = ctx.trainer(callbacks=callbacks, **bar)
+    trainer = ctx.trainer(callbacks=callbacks, enable_progress_bar=watched)
     ckpt_path = str(partial) if resume and cache.check_partial(spec) else None
     if ckpt_path:
         log.info("resuming interrupted training from %s", ckpt_path)
